@@ -1,0 +1,103 @@
+"""The log's tables, as SQLAlchemy Core metadata. Only alembic migrations create or change them.
+
+Each table mirrors a global of the IRIS sample (see README, "Schema"). Timestamps are naive
+``DATETIME`` values in UTC with microseconds, so plain SQL can compare and format them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite needs exactly INTEGER for a rowid alias; elsewhere ids are 64-bit.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+#: ^Chat.Messages(mid): one row per chat message, ids never reused (AUTOINCREMENT).
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("room", String(64), nullable=False),
+    Column("ws_id", String(32), nullable=False),
+    Column("author", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("sent_at", DateTime(), nullable=False),
+    Column("nonce", String(64), nullable=True),
+    Index(None, "room", "id"),
+    Index(None, "sent_at"),
+    Index(None, "room", "nonce", unique=True),
+    sqlite_autoincrement=True,
+)
+
+#: ^Chat.WebSocketConnections(wsid): one row per live connection.
+websocket_connections = Table(
+    "websocket_connections",
+    metadata,
+    Column("ws_id", String(32), primary_key=True),
+    Column("room", String(64), nullable=False),
+    Column("node", String(32), nullable=False),
+    Column("remote", String(128), nullable=True),
+    Column("opened_at", DateTime(), nullable=False),
+    Index(None, "room", "opened_at"),
+    Index(None, "node"),
+)
+
+#: ^Chat.Users(wsid): one row per live connection that has set an alias.
+users = Table(
+    "users",
+    metadata,
+    Column(
+        "ws_id",
+        String(32),
+        ForeignKey("websocket_connections.ws_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("alias", String(64), nullable=False),
+    Column("room", String(64), nullable=False),
+    Column("updated_at", DateTime(), nullable=False),
+    Index(None, "room"),
+)
+
+#: ^Chat.Errors(n,...): one row per error, ids never reused.
+errors = Table(
+    "errors",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("occurred_at", DateTime(), nullable=False),
+    Column("ws_id", String(32), nullable=True),
+    Column("kind", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index(None, "occurred_at"),
+    sqlite_autoincrement=True,
+)
+
+#: One row: the log's random epoch, made with the database, so clients notice a replaced log.
+meta = Table(
+    "meta",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("epoch", String(32), nullable=False),
+    Column("created_at", DateTime(), nullable=False),
+)

@@ -1,0 +1,128 @@
+"""One frozen settings object, read from ``CHATLOG_*`` variables and overridden by CLI flags.
+
+Nothing here is read at import time: :meth:`Settings.from_env` takes the environment as an
+argument, and :func:`database_url` turns a plain file path into a SQLAlchemy URL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+class SettingsError(ValueError):
+    """A configuration value is unusable; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to run, validated once at start-up."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db: str = "chatlog.db"
+    #: Largest accepted text frame, in bytes (larger closes with 1009).
+    max_message_bytes: int = 64 * 1024
+    #: SQLite ``PRAGMA synchronous``; FULL makes every commit durable on power loss.
+    synchronous: str = "FULL"
+    #: Outgoing batches a client may have waiting before it is closed as too slow.
+    client_queue: int = 1024
+    #: Most rows one group commit may carry.
+    batch_max: int = 1000
+    #: Seconds between WebSocket pings; a peer that misses one is closed.
+    heartbeat: float = 30.0
+    log_format: str = "text"
+    log_level: str = "INFO"
+    allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the log database."""
+        return database_url(self.db)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``CHATLOG_*`` variables, then apply non-``None`` overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"CHATLOG_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise :class:`SettingsError` with a clear message for any unusable value."""
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"port {self.port} is out of range; use 0-65535")
+        if self.max_message_bytes < 64:
+            raise SettingsError("max-message-bytes must be at least 64")
+        if self.synchronous.upper() not in SYNCHRONOUS_LEVELS:
+            raise SettingsError(
+                f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, "
+                f"not {self.synchronous!r}"
+            )
+        if self.client_queue < 1 or self.batch_max < 1:
+            raise SettingsError("client-queue and batch-max must be at least 1")
+        if self.heartbeat < 0:
+            raise SettingsError("heartbeat must be 0 (off) or a positive number of seconds")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError("log-format must be 'text' or 'json'")
+        database_url(self.db)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed, validated again."""
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+
+def _coerce(name: str, type_: Any, raw: str) -> Any:
+    kind = str(type_)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"CHATLOG_{name.upper()}={raw!r} is not a number") from None
+    if kind.startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+def database_url(db: str) -> str:
+    """Turn ``--db`` (a SQLAlchemy URL or a plain file path) into an async SQLAlchemy URL."""
+    if not db:
+        raise SettingsError("--db is empty; give a file path like chatlog.db or a database URL")
+    if "://" not in db:
+        return f"sqlite+aiosqlite:///{Path(db).expanduser()}"
+    scheme, _, rest = db.partition("://")
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        return f"sqlite+aiosqlite://{rest}"
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        return f"postgresql+asyncpg://{rest}"
+    raise SettingsError(
+        f"unsupported database URL scheme {scheme!r}; use a file path, sqlite:///FILE "
+        "or postgresql+asyncpg://USER@HOST/DB"
+    )
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or ``None`` for another backend or an in-memory database."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    path = path.split("?", 1)[0]
+    if path in ("", ":memory:"):
+        return None
+    return Path(path)

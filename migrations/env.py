@@ -1,0 +1,53 @@
+"""Alembic environment: async engines, batch mode for SQLite, and connection sharing.
+
+The server runs migrations on its own connection (``config.attributes["connection"]``); the
+``alembic`` command line builds an engine from ``CHATLOG_DB`` or ``sqlalchemy.url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging.config
+import os
+
+from alembic import context
+from sqlalchemy import Connection
+
+from chatlog.schema import metadata
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("connection") is None:
+    logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def run_with(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_async() -> None:
+    from chatlog.db import make_engine
+    from chatlog.settings import database_url
+
+    url = database_url(os.environ.get("CHATLOG_DB") or config.get_main_option("sqlalchemy.url"))
+    engine = make_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(run_with)
+    await engine.dispose()
+
+
+connection = config.attributes.get("connection")
+if context.is_offline_mode():
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+elif connection is not None:
+    run_with(connection)
+else:
+    asyncio.run(run_async())
