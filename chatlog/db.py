@@ -109,9 +109,7 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
 async def current_revision(engine: AsyncEngine) -> str | None:
     """The revision the database is at, or ``None`` for an empty database."""
     async with engine.connect() as conn:
-        return await conn.run_sync(
-            lambda c: MigrationContext.configure(c).get_current_revision()
-        )
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
 
 
 def head_revision() -> str:

@@ -37,6 +37,8 @@ class Settings:
     batch_max: int = 1000
     #: Seconds between WebSocket pings; a peer that misses one is closed.
     heartbeat: float = 30.0
+    #: Most backlog messages a resume sends; beyond it the client is told to page history.
+    resume_max: int = 10_000
     log_format: str = "text"
     log_level: str = "INFO"
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
@@ -71,8 +73,8 @@ class Settings:
                 f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, "
                 f"not {self.synchronous!r}"
             )
-        if self.client_queue < 1 or self.batch_max < 1:
-            raise SettingsError("client-queue and batch-max must be at least 1")
+        if min(self.client_queue, self.batch_max, self.resume_max) < 1:
+            raise SettingsError("client-queue, batch-max and resume-max must be at least 1")
         if self.heartbeat < 0:
             raise SettingsError("heartbeat must be 0 (off) or a positive number of seconds")
         if self.log_format not in ("text", "json"):

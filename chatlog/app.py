@@ -1,0 +1,74 @@
+"""The aiohttp application factory. ``create_app`` does no I/O; resources open in cleanup_ctx."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+from aiohttp import WSCloseCode, web
+
+from chatlog import db, protocol, store
+from chatlog.connection import websocket_handler
+from chatlog.hub import Hub
+from chatlog.settings import Settings
+from chatlog.state import RUNTIME, SETTINGS, Runtime
+from chatlog.store import NewMessage, Writer
+
+log = logging.getLogger(__name__)
+
+#: The original client connects here (``Chat.Server.cls`` in the CSP application ``/csp/user``).
+IRIS_PATH = "/csp/user/Chat.Server.cls"
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the chat server for ``settings``; the database opens when the app starts."""
+    app = web.Application()
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(runtime_ctx)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get(IRIS_PATH, websocket_handler)
+    return app
+
+
+async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the log, sweep connections a crash left behind, run the writer; then drain it."""
+    settings = app[SETTINGS]
+    async with db.open_engine(settings.url, synchronous=settings.synchronous) as engine:
+        swept = await store.sweep_connections(engine)
+        if swept:
+            log.info("swept %d connection rows left by a previous run", swept)
+        hub = Hub()
+
+        def failed(batch: list[NewMessage], exc: BaseException) -> None:
+            for message in batch:
+                client = hub.find(message.room, message.ws_id)
+                if client is not None:
+                    client.send(
+                        protocol.error_frame(
+                            "store-failed", f"the message was not stored ({type(exc).__name__})"
+                        )
+                    )
+
+        writer = Writer(engine, hub.publish, failed, batch_max=settings.batch_max)
+        await writer.start()
+        app[RUNTIME] = Runtime(
+            settings=settings,
+            engine=engine,
+            writer=writer,
+            hub=hub,
+            epoch=await store.read_epoch(engine),
+            node=secrets.token_hex(8),
+        )
+        try:
+            yield
+        finally:
+            # Sockets are closed by on_shutdown; commit whatever was received before it.
+            await writer.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    runtime = app.get(RUNTIME)
+    if runtime is not None:
+        await runtime.hub.close_all(WSCloseCode.GOING_AWAY, "server shutting down")

@@ -1,0 +1,185 @@
+"""The ``chatlog`` command line: one click group; each subcommand's help ends with an example."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from aiohttp import web
+
+from chatlog import db
+from chatlog.app import create_app
+from chatlog.logs import setup_logging
+from chatlog.settings import SYNCHRONOUS_LEVELS, Settings, SettingsError, database_url
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="chatlog")
+def main() -> None:
+    """chatlog: a WebSocket chat server whose every message lands in a SQL-queryable log.
+
+    \b
+    Example:
+        chatlog serve --db chat.db
+    """
+
+
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+
+def db_option(**kwargs: Any) -> Callable[[FC], FC]:
+    """``--db``, shared by every command that opens the log."""
+    return click.option(
+        "--db",
+        envvar="CHATLOG_DB",
+        help="Database: a file path (SQLite) or a URL such as postgresql+asyncpg://host/db. "
+        "Env: CHATLOG_DB.",
+        **kwargs,
+    )
+
+
+def build_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and flags, with a bad value turned into a usage error."""
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1). Env: CHATLOG_HOST.")
+@click.option("--port", type=int, help="Port to listen on (default 8080). Env: CHATLOG_PORT.")
+@db_option(default=None)
+@click.option(
+    "--max-message-bytes",
+    type=int,
+    help="Largest text frame accepted; larger closes with 1009 (default 65536).",
+)
+@click.option(
+    "--synchronous",
+    type=click.Choice(SYNCHRONOUS_LEVELS, case_sensitive=False),
+    help="SQLite durability (default FULL: every commit survives power loss).",
+)
+@click.option("--client-queue", type=int, help="Outgoing batches a slow client may owe (1024).")
+@click.option("--resume-max", type=int, help="Most messages one resume sends (10000).")
+@click.option("--heartbeat", type=float, help="Seconds between pings; 0 turns them off (30).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
+def serve(**flags: Any) -> None:
+    """Run the chat server; the database is created and migrated on start.
+
+    Every flag can also be set with an environment variable CHATLOG_<FLAG>.
+
+    \b
+    Example:
+        chatlog serve --host 0.0.0.0 --port 8080 --db chat.db
+    """
+    settings = build_settings(**flags)
+    setup_logging(settings.log_format, settings.log_level)
+    try:
+        asyncio.run(_preflight(settings))
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot open the database {settings.db}: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}. Check the path or URL and "
+            "that it is writable."
+        ) from None
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=lambda text: click.echo(text, err=True),
+        shutdown_timeout=10.0,
+    )
+
+
+async def _preflight(settings: Settings) -> None:
+    """Open and migrate the database once before listening, so a bad --db fails at once."""
+    async with db.open_engine(settings.url, synchronous=settings.synchronous):
+        pass
+
+
+@main.group(name="db")
+def db_group() -> None:
+    """Migrate the log's schema (wraps alembic; works from an installed package).
+
+    \b
+    Example:
+        chatlog db upgrade --db chat.db
+    """
+
+
+def _db_url(value: str | None) -> str:
+    try:
+        return database_url(value or "chatlog.db")
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+async def _with_engine(url: str, action: Any, *, must_exist: bool) -> Any:
+    db.check_database_path(url, must_exist=must_exist)
+    engine = db.make_engine(url)
+    try:
+        return await action(engine)
+    finally:
+        await engine.dispose()
+
+
+def _run_db(url: str, action: Any, *, must_exist: bool) -> Any:
+    try:
+        return asyncio.run(_with_engine(url, action, must_exist=must_exist))
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        raise click.ClickException(f"{exc.__class__.__name__}: {exc}") from None
+
+
+@db_group.command()
+@db_option(default=None)
+@click.argument("revision", default="head")
+def upgrade(db: str | None, revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest), creating it if needed.
+
+    \b
+    Example:
+        chatlog db upgrade --db chat.db
+    """
+    from chatlog.db import upgrade as do_upgrade
+
+    _run_db(_db_url(db), lambda engine: do_upgrade(engine, revision), must_exist=False)
+    click.echo(f"database at {revision}")
+
+
+@db_group.command()
+@db_option(default=None)
+@click.argument("revision")
+def downgrade(db: str | None, revision: str) -> None:
+    """Migrate the database down to REVISION ("base" removes every table).
+
+    \b
+    Example:
+        chatlog db downgrade base --db chat.db
+    """
+    from chatlog.db import downgrade as do_downgrade
+
+    _run_db(_db_url(db), lambda engine: do_downgrade(engine, revision), must_exist=True)
+    click.echo(f"database at {revision}")
+
+
+@db_group.command()
+@db_option(default=None)
+def current(db: str | None) -> None:
+    """Print the revision the database is at, and whether it is the newest.
+
+    \b
+    Example:
+        chatlog db current --db chat.db
+    """
+    from chatlog.db import current_revision, head_revision
+
+    rev = _run_db(_db_url(db), current_revision, must_exist=True)
+    head = head_revision()
+    click.echo(f"{rev or 'empty'}{' (head)' if rev == head else f' (head is {head})'}")

@@ -1,0 +1,218 @@
+"""One WebSocket connection, from handshake to close: the port of ``Chat.Server``'s ``Server()``.
+
+On open the client gets its Status frame, then the room's user list, then (when it asked with
+``since``) the backlog it missed and a ``Resumed`` marker. After that it is live. Every refused
+frame gets an ``Error`` frame and an ``errors`` row; the connection carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import secrets
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from chatlog import protocol, store
+from chatlog.hub import CLOSE_SLOW_CONSUMER, CLOSE_TIMEOUT, Client
+from chatlog.state import RUNTIME, Runtime
+from chatlog.store import NewMessage, WriterClosed
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROOM = "main"
+MAX_ROOM_CHARS = 64
+#: Backlog rows read and queued at a time during a resume.
+RESUME_PAGE = 500
+
+
+def new_ws_id() -> str:
+    """24 characters of base64 over 16 random bytes, like an IRIS WebSocketID."""
+    return base64.b64encode(secrets.token_bytes(16)).decode()
+
+
+def _room(request: web.Request) -> str:
+    room = request.query.get("room", DEFAULT_ROOM).strip() or DEFAULT_ROOM
+    if len(room) > MAX_ROOM_CHARS or not room.isprintable():
+        raise web.HTTPBadRequest(text=f"room must be 1 to {MAX_ROOM_CHARS} printable characters\n")
+    return room
+
+
+def _since(request: web.Request) -> int | None:
+    raw = request.query.get("since")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise web.HTTPBadRequest(text="since must be a message ID (0 for the whole room)\n")
+    return int(raw)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """``GET /ws`` (and the original's ``/csp/user/Chat.Server.cls``)."""
+    runtime = request.app[RUNTIME]
+    room, since = _room(request), _since(request)
+    settings = runtime.settings
+    ws = web.WebSocketResponse(
+        max_msg_size=settings.max_message_bytes,
+        heartbeat=settings.heartbeat or None,
+        compress=False,
+        timeout=CLOSE_TIMEOUT,
+    )
+    await ws.prepare(request)
+    session = Session(runtime, ws, room=room, remote=request.remote)
+    await session.run(since=since, client_epoch=request.query.get("epoch"))
+    return ws
+
+
+class Session:
+    """The life of one connection."""
+
+    def __init__(
+        self, runtime: Runtime, ws: web.WebSocketResponse, *, room: str, remote: str | None
+    ) -> None:
+        self.rt = runtime
+        self.ws = ws
+        self.client = Client(
+            ws,
+            ws_id=new_ws_id(),
+            room=room,
+            remote=remote,
+            queue_size=runtime.settings.client_queue,
+            on_overflow=self._overflow,
+        )
+
+    @property
+    def ws_id(self) -> str:
+        return self.client.ws_id
+
+    async def run(self, *, since: int | None, client_epoch: str | None) -> None:
+        rt, client = self.rt, self.client
+        try:
+            await rt.writer.execute(
+                store.open_connection(client.ws_id, client.room, rt.node, client.remote)
+            )
+        except WriterClosed:
+            await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+            return
+        client.start()
+        # Hold live frames from the moment the client is in the hub until the backlog is
+        # queued: whatever commits in between is either in the backlog or released after it.
+        client.hold()
+        rt.hub.add(client)
+        try:
+            await self._greet(since, client_epoch)
+            await self._read_loop()
+        finally:
+            # Shielded: a handler cancelled by a dropped peer still removes its rows.
+            await asyncio.shield(rt.hub.spawn(self._leave()))
+
+    async def _greet(self, since: int | None, client_epoch: str | None) -> None:
+        rt, client = self.rt, self.client
+        async with rt.engine.connect() as conn:
+            head = await store.room_head(conn, client.room)
+            aliases = await store.room_aliases(conn, client.room)
+            client.send(protocol.status_frame(client.ws_id, head=head, epoch=rt.epoch))
+            client.send(protocol.userlist_frame(aliases))
+            if since is not None:
+                await self._resume(conn, since, head, client_epoch)
+        client.release(head)
+
+    async def _resume(self, conn: Any, since: int, head: int, client_epoch: str | None) -> None:
+        client, limit = self.client, self.rt.settings.resume_max
+        epoch_changed = client_epoch is not None and client_epoch != self.rt.epoch
+        if epoch_changed:
+            since = 0  # the client's IDs belong to another log
+        marker: dict[str, Any] = {"Type": "Resumed", "From": since + 1, "To": head}
+        if await store.count_after(conn, client.room, since, head, limit + 1) > limit:
+            marker.update(Complete=False, Reason="limit", Limit=limit)
+        else:
+            after = since
+            while after < head:
+                frames = await store.read_after(conn, client.room, after, head, RESUME_PAGE)
+                if not frames:
+                    break
+                client.send_batch(tuple(protocol.encode(f) for f in frames))
+                after = frames[-1]["ID"]
+            marker["Complete"] = True
+        marker["Epoch"] = self.rt.epoch
+        if epoch_changed:
+            marker["EpochChanged"] = True
+        client.send(marker)
+
+    async def _read_loop(self) -> None:
+        async for msg in self.ws:
+            if msg.type is WSMsgType.TEXT:
+                await self._on_text(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await self._record("binary-frame", "binary frames are not accepted")
+                await self.client.close(WSCloseCode.UNSUPPORTED_DATA, "text frames only")
+                return
+            elif msg.type is WSMsgType.ERROR:
+                exc = self.ws.exception()
+                await self._record("protocol-error", str(exc))
+                return
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            frame = protocol.parse_client_frame(text)
+        except protocol.ProtocolError as exc:
+            await self._refuse(exc.code, exc.message, text)
+            return
+        client = self.client
+        if isinstance(frame, protocol.Chat):
+            await self.rt.writer.append(
+                NewMessage(
+                    room=client.room,
+                    ws_id=client.ws_id,
+                    author=client.author,
+                    body=frame.body,
+                    text=frame.text,
+                    raw=text,
+                    fields=frame.fields,
+                    nonce=frame.nonce,
+                )
+            )
+        elif isinstance(frame, protocol.Alias):
+            client.alias = frame.name
+            aliases = await self.rt.writer.execute(
+                store.set_alias(client.ws_id, client.room, frame.name)
+            )
+            self.rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
+        else:
+            async with self.rt.engine.connect() as conn:
+                frames = await store.read_before(conn, client.room, frame.before, frame.limit)
+            complete = len(frames) < frame.limit
+            client.send({"Type": "History", "Messages": frames, "Complete": complete})
+
+    async def _refuse(self, code: str, message: str, text: str) -> None:
+        await self._record(code, f"{message}: {text[:200]!r}")
+        self.client.send(protocol.error_frame(code, message))
+
+    async def _record(self, kind: str, detail: str) -> None:
+        log.info("refused frame from %s (%s): %s", self.ws_id, kind, detail[:200])
+        try:
+            await self.rt.writer.execute(store.record_error(self.ws_id, kind, detail))
+        except Exception as exc:  # the error log itself failing must not end the connection
+            log.error("could not record error %s: %s", kind, exc)
+
+    def _overflow(self, client: Client) -> None:
+        log.warning("closing slow client %s: its outgoing queue is full", client.ws_id)
+        self.rt.hub.remove(client)
+        self.rt.hub.spawn(self._kick_slow())
+
+    async def _kick_slow(self) -> None:
+        await self._record("slow-consumer", "outgoing queue overflowed")
+        await self.client.close(CLOSE_SLOW_CONSUMER, "too slow to keep up")
+
+    async def _leave(self) -> None:
+        rt, client = self.rt, self.client
+        rt.hub.remove(client)
+        try:
+            aliases = await rt.writer.execute(store.close_connection(client.ws_id, client.room))
+        except WriterClosed:
+            aliases = None  # shutting down: the next start-up sweeps the row
+        if aliases is not None and client.alias is not None:
+            rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
+        await client.stop()

@@ -1,0 +1,263 @@
+"""The wire protocol, pure: parse client frames into small typed objects and build server frames.
+
+Nothing here does I/O or imports aiohttp, so every rule is tested without sockets. Frames are
+compact JSON in insertion order with non-ASCII text as-is, as IRIS ``%ToJSON()`` writes them.
+
+Client to server (routed by which key is present, never by substring):
+
+* ``{"Message": base64, "Author": name, ...}`` a chat message (``Author`` is replaced by the
+  connection's alias; other keys are relayed as received; optional ``Nonce`` for idempotency);
+* ``{"User": name}`` set or replace the alias;
+* ``{"History": {"Before": id, "Limit": n}}`` ask for older messages of the room.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+#: The constant body of the original's Status frame (base64 of a fixed English sentence).
+STATUS_MESSAGE: Final = "c3RhdHVzIHVwZGF0ZSwgdGhpcyBzaG91bGRuJ3QgYmUgcHJvY2Vzc2VkIGFzIG1lc3NhZ2U="
+MAX_ALIAS_CHARS: Final = 64
+MAX_NONCE_CHARS: Final = 64
+MAX_DEPTH: Final = 16
+HISTORY_DEFAULT_LIMIT: Final = 50
+HISTORY_MAX_LIMIT: Final = 500
+_INT_LIMIT: Final = 2**63
+_ALLOWED_CONTROLS: Final = frozenset("\t\n\r")
+
+
+class ProtocolError(ValueError):
+    """A client frame was refused. ``code`` is stable and documented; ``message`` is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    """A chat message: the client's object as received, its base64 body and the decoded text."""
+
+    fields: dict[str, Any]
+    body: str
+    text: str
+    nonce: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """Set or replace this connection's alias."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    """Up to ``limit`` messages of the room with ID below ``before`` (``None``: the newest)."""
+
+    before: int | None
+    limit: int
+
+
+ClientFrame = Chat | Alias | HistoryRequest
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ProtocolError("duplicate-key", "the frame has the same key twice")
+    return obj
+
+
+def _constant(name: str) -> Any:
+    raise ProtocolError("invalid-number", f"{name} is not a number JSON allows")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ProtocolError("invalid-number", f"the number {text[:20]} is out of range")
+    return value
+
+
+def _int(text: str) -> int:
+    if len(text) > 20:
+        raise ProtocolError("invalid-number", "a number in the frame is too large")
+    value = int(text)
+    if not -_INT_LIMIT <= value < _INT_LIMIT:
+        raise ProtocolError("invalid-number", "a number in the frame is too large")
+    return value
+
+
+_decoder = json.JSONDecoder(
+    object_pairs_hook=_object, parse_constant=_constant, parse_float=_float, parse_int=_int
+)
+
+
+def loads(text: str) -> Any:
+    """Strict JSON: no NaN or Infinity, no duplicate keys, 64-bit integers, bounded depth."""
+    try:
+        value = _decoder.decode(text)
+    except ProtocolError:
+        raise
+    except RecursionError:
+        raise ProtocolError("too-deep", "the frame is nested too deeply") from None
+    except ValueError as exc:
+        raise ProtocolError("invalid-json", f"the frame is not valid JSON ({exc})") from None
+    _check_value(value, 0)
+    return value
+
+
+def _check_value(value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise ProtocolError("too-deep", f"the frame is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        _check_string(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_string(key)
+            _check_value(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_value(item, depth + 1)
+
+
+def _check_string(value: str) -> None:
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError("invalid-text", "the frame holds a lone surrogate") from None
+
+
+def parse_client_frame(text: str) -> ClientFrame:
+    """Parse one text frame from a client; raise :class:`ProtocolError` saying what is wrong."""
+    obj = loads(text)
+    if not isinstance(obj, dict):
+        raise ProtocolError("not-an-object", "a frame must be a JSON object")
+    routes = [key for key in ("Message", "User", "History") if key in obj]
+    if not routes:
+        raise ProtocolError("unknown-frame", 'a frame needs a "Message", "User" or "History" key')
+    if len(routes) > 1:
+        raise ProtocolError("ambiguous-frame", f"a frame may hold only one of {', '.join(routes)}")
+    if routes[0] == "Message":
+        return _chat(obj)
+    if routes[0] == "User":
+        return Alias(parse_alias(obj["User"]))
+    return _history(obj["History"])
+
+
+def _chat(obj: dict[str, Any]) -> Chat:
+    body = obj["Message"]
+    if not isinstance(body, str):
+        raise ProtocolError("bad-type", '"Message" must be a base64 string')
+    nonce = obj.get("Nonce")
+    if nonce is not None and (not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_NONCE_CHARS):
+        raise ProtocolError("bad-type", f'"Nonce" must be a string of 1 to {MAX_NONCE_CHARS} chars')
+    return Chat(fields=obj, body=body, text=decode_body(body), nonce=nonce)
+
+
+def decode_body(body: str) -> str:
+    """Strict base64, then UTF-8, falling back to Latin-1 (the original page's ``btoa`` bytes)."""
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("invalid-base64", '"Message" is not valid base64') from None
+    if not raw:
+        raise ProtocolError("empty-message", "the message is empty")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    for char in text:
+        if (char < " " or "\x7f" <= char <= "\x9f") and char not in _ALLOWED_CONTROLS:
+            raise ProtocolError(
+                "invalid-text", f"the message holds the control character U+{ord(char):04X}"
+            )
+    return text
+
+
+def parse_alias(value: Any) -> str:
+    """A trimmed alias of 1 to 64 printable characters."""
+    if not isinstance(value, str):
+        raise ProtocolError("invalid-alias", '"User" must be a string')
+    name = value.strip()
+    if not 0 < len(name) <= MAX_ALIAS_CHARS or not name.isprintable():
+        raise ProtocolError(
+            "invalid-alias", f"an alias must be 1 to {MAX_ALIAS_CHARS} printable characters"
+        )
+    return name
+
+
+def _history(value: Any) -> HistoryRequest:
+    if not isinstance(value, dict):
+        raise ProtocolError("bad-type", '"History" must be an object like {"Before": 100}')
+    before = value.get("Before")
+    limit = value.get("Limit", HISTORY_DEFAULT_LIMIT)
+    if before is not None and (type(before) is not int or before < 0):
+        raise ProtocolError("bad-type", '"Before" must be a message ID')
+    if type(limit) is not int or limit < 1:
+        raise ProtocolError("bad-type", '"Limit" must be a positive integer')
+    return HistoryRequest(before=before, limit=min(limit, HISTORY_MAX_LIMIT))
+
+
+# --- server frames -------------------------------------------------------------------------
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, keys in insertion order, non-ASCII as-is."""
+    return orjson.dumps(frame)
+
+
+def format_sent(when: datetime) -> str:
+    """The ``Sent`` field: ``YYYY-MM-DD HH:MM:SS`` in UTC, as the original's ``$ZDATETIME(,3)``."""
+    return when.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def chat_frame(
+    fields: dict[str, Any], *, author: str, msg_id: int, room: str, sent_at: datetime
+) -> dict[str, Any]:
+    """The Chat frame every socket of the room receives for a stored message.
+
+    The client's keys keep their order and values (``Message`` untouched); ``Author`` is the
+    server-set alias; ``Type``, ``Sent``, ``ID`` and ``Room`` are set, in place if the client
+    sent them (as IRIS did for ``Type`` and ``Sent``).
+    """
+    frame = dict(fields)
+    frame["Author"] = author
+    frame["Type"] = "Chat"
+    frame["Sent"] = format_sent(sent_at)
+    frame["ID"] = msg_id
+    frame["Room"] = room
+    return frame
+
+
+def status_frame(ws_id: str, *, head: int, epoch: str) -> dict[str, Any]:
+    """The first frame a new connection receives."""
+    return {
+        "Type": "Status",
+        "Message": STATUS_MESSAGE,
+        "WSID": ws_id,
+        "Head": head,
+        "Epoch": epoch,
+    }
+
+
+def userlist_frame(aliases: list[str]) -> dict[str, Any]:
+    """The room's online users, one entry per live connection with an alias, in join order."""
+    return {"Type": "userlist", "Users": [{"User": name} for name in aliases]}
+
+
+def error_frame(code: str, message: str) -> dict[str, Any]:
+    """A refused frame, told to the client that sent it."""
+    return {"Type": "Error", "Code": code, "Error": message}

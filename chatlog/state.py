@@ -1,0 +1,30 @@
+"""The typed app keys, declared in one place, and the runtime state they hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatlog.hub import Hub
+from chatlog.settings import Settings
+from chatlog.store import Writer
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What a running server shares between its handlers; built by ``app.runtime_ctx``."""
+
+    settings: Settings
+    engine: AsyncEngine
+    writer: Writer
+    hub: Hub
+    #: The log's epoch (``meta.epoch``), sent to clients so they notice a replaced database.
+    epoch: str
+    #: This process's id in ``websocket_connections.node``.
+    node: str
+
+
+SETTINGS = web.AppKey("settings", Settings)
+RUNTIME = web.AppKey("runtime", Runtime)

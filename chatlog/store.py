@@ -1,0 +1,410 @@
+"""Reads and writes of the log. Every write goes through one :class:`Writer` task.
+
+The writer group-commits: it takes everything that queued up since its last commit into one
+``BEGIN IMMEDIATE`` transaction, and only after ``COMMIT`` returns does it hand the stored rows,
+in ID order, to the fan-out callback. So nothing reaches a socket before it is durable, and
+throughput does not collapse to one fsync per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, func, insert, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from chatlog.schema import errors, messages, meta, users, websocket_connections
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    """Naive UTC with microseconds: how every timestamp is stored."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(slots=True)
+class NewMessage:
+    """A chat message waiting for its commit."""
+
+    room: str
+    ws_id: str
+    author: str
+    body: str
+    text: str
+    raw: str
+    fields: dict[str, Any]
+    nonce: str | None = None
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    """A committed message; ``duplicate`` marks a retried nonce answered with the original."""
+
+    id: int
+    room: str
+    ws_id: str
+    author: str
+    fields: dict[str, Any]
+    sent_at: datetime
+    duplicate: bool = False
+
+
+Op = Callable[[AsyncConnection], Awaitable[Any]]
+OnCommit = Callable[[list[StoredMessage]], None]
+OnFailure = Callable[[list[NewMessage], BaseException], None]
+_Item = NewMessage | tuple[Op, "asyncio.Future[Any]"]
+
+
+class WriterClosed(RuntimeError):
+    """The writer has stopped (the server is shutting down)."""
+
+
+class Writer:
+    """The single writer: group-commits messages and serialises every other write."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        on_commit: OnCommit,
+        on_failure: OnFailure,
+        *,
+        batch_max: int = 1000,
+    ) -> None:
+        self._engine = engine
+        self._on_commit = on_commit
+        self._on_failure = on_failure
+        self._batch_max = batch_max
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=batch_max * 8)
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        #: Sizes and durations of recent commits, for metrics.
+        self.commits = 0
+        self.rows = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="chatlog-writer")
+
+    async def close(self) -> None:
+        """Commit everything already queued, then stop."""
+        if self._task is None or self._closed:
+            return
+        self._closed = True
+        await self._queue.put(None)
+        await self._task
+
+    async def append(self, message: NewMessage) -> None:
+        """Queue a message for the next commit (waits when the writer is far behind)."""
+        if self._closed:
+            raise WriterClosed("the server is shutting down")
+        await self._queue.put(message)
+
+    async def execute(self, op: Op) -> Any:
+        """Run ``op`` in its own transaction on the writer, in queue order; return its result."""
+        if self._closed:
+            raise WriterClosed("the server is shutting down")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((op, future))
+        return await future
+
+    async def _run(self) -> None:
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(immediate=True)
+            stopping = False
+            while not (stopping and self._queue.empty()):
+                batch: list[_Item] = []
+                item = await self._queue.get()
+                while True:
+                    if item is None:
+                        stopping = True
+                    else:
+                        batch.append(item)
+                    if len(batch) >= self._batch_max or self._queue.empty():
+                        break
+                    item = self._queue.get_nowait()
+                if batch:
+                    await self._process(conn, batch)
+
+    async def _process(self, conn: AsyncConnection, batch: list[_Item]) -> None:
+        run: list[NewMessage] = []
+        for item in batch:
+            if isinstance(item, NewMessage):
+                run.append(item)
+                continue
+            if run:
+                await self._commit_messages(conn, run)
+                run = []
+            await self._run_op(conn, *item)
+        if run:
+            await self._commit_messages(conn, run)
+
+    async def _commit_messages(self, conn: AsyncConnection, batch: list[NewMessage]) -> None:
+        try:
+            async with conn.begin():
+                stored = await insert_messages(conn, batch, utcnow())
+        except Exception as exc:
+            log.error("commit of %d messages failed: %s", len(batch), exc)
+            self._on_failure(batch, exc)
+            return
+        self.commits += 1
+        self.rows += len(batch)
+        self._on_commit(stored)
+
+    @staticmethod
+    async def _run_op(conn: AsyncConnection, op: Op, future: asyncio.Future[Any]) -> None:
+        try:
+            async with conn.begin():
+                result = await op(conn)
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(result)
+
+
+async def insert_messages(
+    conn: AsyncConnection, batch: Sequence[NewMessage], sent_at: datetime
+) -> list[StoredMessage]:
+    """Insert a batch in one statement; a nonce already stored in the room is answered with
+    its original row instead of a new one. Returns the rows in batch order."""
+    existing: dict[tuple[str, str], StoredMessage] = {}
+    keyed = {(m.room, m.nonce) for m in batch if m.nonce is not None}
+    if keyed:
+        rows = await conn.execute(
+            select(
+                messages.c.id,
+                messages.c.room,
+                messages.c.ws_id,
+                messages.c.author,
+                messages.c.raw,
+                messages.c.sent_at,
+                messages.c.nonce,
+            ).where(tuple_(messages.c.room, messages.c.nonce).in_(list(keyed)))
+        )
+        for row in rows:
+            existing[(row.room, row.nonce)] = StoredMessage(
+                row.id, row.room, row.ws_id, row.author, _fields(row.raw), row.sent_at, True
+            )
+    fresh: list[NewMessage] = []
+    # For each message of the batch: its index in ``fresh``, or the stored original it repeats.
+    plan: list[int | StoredMessage] = []
+    first: dict[tuple[str, str], int] = {}
+    for m in batch:
+        key = (m.room, m.nonce) if m.nonce is not None else None
+        if key is not None and key in existing:
+            plan.append(existing[key])
+        elif key is not None and key in first:
+            plan.append(first[key])
+        else:
+            if key is not None:
+                first[key] = len(fresh)
+            plan.append(len(fresh))
+            fresh.append(m)
+    ids: list[int] = []
+    if fresh:
+        result = await conn.execute(
+            insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "room": m.room,
+                    "ws_id": m.ws_id,
+                    "author": m.author,
+                    "message": m.body,
+                    "text": m.text,
+                    "raw": m.raw,
+                    "sent_at": sent_at,
+                    "nonce": m.nonce,
+                }
+                for m in fresh
+            ],
+        )
+        ids = list(result.scalars())
+    stored: list[StoredMessage] = []
+    used: set[int] = set()
+    for m, step in zip(batch, plan, strict=True):
+        if isinstance(step, StoredMessage):
+            stored.append(_as_duplicate(step, m))
+        elif step in used:
+            original = fresh[step]
+            stored.append(
+                StoredMessage(
+                    ids[step], m.room, m.ws_id, original.author, original.fields, sent_at, True
+                )
+            )
+        else:
+            used.add(step)
+            stored.append(StoredMessage(ids[step], m.room, m.ws_id, m.author, m.fields, sent_at))
+    return stored
+
+
+def _as_duplicate(original: StoredMessage, retry: NewMessage) -> StoredMessage:
+    return StoredMessage(
+        original.id,
+        original.room,
+        retry.ws_id,
+        original.author,
+        original.fields,
+        original.sent_at,
+        True,
+    )
+
+
+def _fields(raw: str) -> dict[str, Any]:
+    from chatlog.protocol import loads
+
+    value = loads(raw)
+    return value if isinstance(value, dict) else {}
+
+
+# --- presence and errors: small writes run through Writer.execute ----------------------------
+
+
+async def room_aliases(conn: AsyncConnection, room: str) -> list[str]:
+    """The room's online users in join order (the order their connections opened)."""
+    rows = await conn.execute(
+        select(users.c.alias)
+        .join(websocket_connections, websocket_connections.c.ws_id == users.c.ws_id)
+        .where(users.c.room == room)
+        .order_by(websocket_connections.c.opened_at, websocket_connections.c.ws_id)
+    )
+    return list(rows.scalars())
+
+
+def open_connection(ws_id: str, room: str, node: str, remote: str | None) -> Op:
+    async def op(conn: AsyncConnection) -> None:
+        await conn.execute(
+            insert(websocket_connections).values(
+                ws_id=ws_id, room=room, node=node, remote=remote, opened_at=utcnow()
+            )
+        )
+
+    return op
+
+
+def set_alias(ws_id: str, room: str, alias: str) -> Op:
+    """Set or replace the alias; the op returns the room's new user list."""
+
+    async def op(conn: AsyncConnection) -> list[str]:
+        await conn.execute(delete(users).where(users.c.ws_id == ws_id))
+        await conn.execute(
+            insert(users).values(ws_id=ws_id, alias=alias, room=room, updated_at=utcnow())
+        )
+        return await room_aliases(conn, room)
+
+    return op
+
+
+def close_connection(ws_id: str, room: str) -> Op:
+    """Remove the connection and its alias; the op returns the room's new user list."""
+
+    async def op(conn: AsyncConnection) -> list[str]:
+        await conn.execute(delete(users).where(users.c.ws_id == ws_id))
+        await conn.execute(
+            delete(websocket_connections).where(websocket_connections.c.ws_id == ws_id)
+        )
+        return await room_aliases(conn, room)
+
+    return op
+
+
+def record_error(ws_id: str | None, kind: str, detail: str) -> Op:
+    async def op(conn: AsyncConnection) -> None:
+        await conn.execute(
+            insert(errors).values(
+                occurred_at=utcnow(), ws_id=ws_id, kind=kind, detail=detail[:2000]
+            )
+        )
+
+    return op
+
+
+async def sweep_connections(engine: AsyncEngine, *, node: str | None = None) -> int:
+    """Delete connection rows (and their aliases) left by a server that died.
+
+    With ``node`` given only rows of other nodes than this one are kept; with ``None`` every
+    row goes, which is right for SQLite, where one server owns the file.
+    """
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(immediate=True)
+        async with conn.begin():
+            stale = select(websocket_connections.c.ws_id)
+            if node is not None:
+                stale = stale.where(websocket_connections.c.node == node)
+            await conn.execute(delete(users).where(users.c.ws_id.in_(stale)))
+            result = await conn.execute(
+                delete(websocket_connections).where(websocket_connections.c.ws_id.in_(stale))
+            )
+            return int(result.rowcount or 0)
+
+
+async def read_epoch(engine: AsyncEngine) -> str:
+    async with engine.connect() as conn:
+        return str((await conn.execute(select(meta.c.epoch))).scalar_one())
+
+
+async def room_head(conn: AsyncConnection, room: str) -> int:
+    """The room's last message ID, 0 when it has none."""
+    value = await conn.execute(select(func.max(messages.c.id)).where(messages.c.room == room))
+    return int(value.scalar() or 0)
+
+
+# --- reads for resume and history ------------------------------------------------------------
+
+_FRAME_COLUMNS = (
+    messages.c.id,
+    messages.c.room,
+    messages.c.author,
+    messages.c.raw,
+    messages.c.sent_at,
+)
+
+
+def row_frame(row: Any) -> dict[str, Any]:
+    """The Chat frame the server sent for a stored row (same bytes as at fan-out time)."""
+    from chatlog.protocol import chat_frame
+
+    return chat_frame(
+        _fields(row.raw), author=row.author, msg_id=row.id, room=row.room, sent_at=row.sent_at
+    )
+
+
+async def read_after(
+    conn: AsyncConnection, room: str, after: int, upto: int, limit: int
+) -> list[dict[str, Any]]:
+    """Chat frames of the room with ``after < id <= upto``, oldest first, at most ``limit``."""
+    rows = await conn.execute(
+        select(*_FRAME_COLUMNS)
+        .where(messages.c.room == room, messages.c.id > after, messages.c.id <= upto)
+        .order_by(messages.c.id)
+        .limit(limit)
+    )
+    return [row_frame(row) for row in rows]
+
+
+async def read_before(
+    conn: AsyncConnection, room: str, before: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` Chat frames of the room older than ``before``, oldest first."""
+    query = select(*_FRAME_COLUMNS).where(messages.c.room == room)
+    if before is not None:
+        query = query.where(messages.c.id < before)
+    rows = await conn.execute(query.order_by(messages.c.id.desc()).limit(limit))
+    return [row_frame(row) for row in reversed(rows.all())]
+
+
+async def count_after(conn: AsyncConnection, room: str, after: int, upto: int, cap: int) -> int:
+    """How many messages of the room lie in ``(after, upto]``, counting no further than ``cap``."""
+    inner = (
+        select(messages.c.id)
+        .where(messages.c.room == room, messages.c.id > after, messages.c.id <= upto)
+        .limit(cap)
+        .subquery()
+    )
+    return int((await conn.execute(select(func.count()).select_from(inner))).scalar_one())
