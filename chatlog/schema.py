@@ -101,3 +101,24 @@ meta = Table(
     Column("epoch", String(32), nullable=False),
     Column("created_at", DateTime(), nullable=False),
 )
+
+#: Per room, the newest message ID retention has deleted, so resume and replay can say that
+#: history before it is gone rather than silently starting later.
+retention = Table(
+    "retention",
+    metadata,
+    Column("room", String(64), primary_key=True),
+    Column("purged_through", Id, nullable=False),
+    Column("purged_at", DateTime(), nullable=False),
+)
+
+#: One row per running server process (its ``node`` id), with a heartbeat, so rows of a node
+#: that stopped heartbeating can be swept by the others.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node", String(32), primary_key=True),
+    Column("started_at", DateTime(), nullable=False),
+    Column("last_seen", DateTime(), nullable=False),
+    Column("address", String(128), nullable=True),
+)
