@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -11,6 +13,7 @@ from aiohttp import WSCloseCode, web
 from chatlog import db, protocol, store
 from chatlog.connection import websocket_handler
 from chatlog.hub import Hub
+from chatlog.retention import Policy, run_periodically
 from chatlog.settings import Settings
 from chatlog.state import RUNTIME, SETTINGS, Runtime
 from chatlog.store import NewMessage, Writer
@@ -61,9 +64,19 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
             epoch=await store.read_epoch(engine),
             node=secrets.token_hex(8),
         )
+        retention_task = None
+        policy = Policy(days=settings.retain_days, messages=settings.retain_messages)
+        if policy.active:
+            retention_task = asyncio.create_task(
+                run_periodically(writer.execute, engine, policy, settings.retain_every)
+            )
         try:
             yield
         finally:
+            if retention_task is not None:
+                retention_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention_task
             # Sockets are closed by on_shutdown; commit whatever was received before it.
             await writer.close()
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from aiohttp import web
 
 from chatlog import db
 from chatlog.app import create_app
+from chatlog.cli_common import build_settings, db_option, db_url
 from chatlog.logs import setup_logging
-from chatlog.settings import SYNCHRONOUS_LEVELS, Settings, SettingsError, database_url
+from chatlog.settings import SYNCHRONOUS_LEVELS, Settings, SettingsError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,32 +26,10 @@ def main() -> None:
     """
 
 
-FC = TypeVar("FC", bound=Callable[..., Any])
-
-
-def db_option(**kwargs: Any) -> Callable[[FC], FC]:
-    """``--db``, shared by every command that opens the log."""
-    return click.option(
-        "--db",
-        envvar="CHATLOG_DB",
-        help="Database: a file path (SQLite) or a URL such as postgresql+asyncpg://host/db. "
-        "Env: CHATLOG_DB.",
-        **kwargs,
-    )
-
-
-def build_settings(**overrides: Any) -> Settings:
-    """Settings from the environment and flags, with a bad value turned into a usage error."""
-    try:
-        return Settings.from_env(**overrides)
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
 @main.command()
 @click.option("--host", help="Address to listen on (default 127.0.0.1). Env: CHATLOG_HOST.")
 @click.option("--port", type=int, help="Port to listen on (default 8080). Env: CHATLOG_PORT.")
-@db_option(default=None)
+@db_option()
 @click.option(
     "--max-message-bytes",
     type=int,
@@ -65,6 +43,8 @@ def build_settings(**overrides: Any) -> Settings:
 @click.option("--client-queue", type=int, help="Outgoing batches a slow client may owe (1024).")
 @click.option("--resume-max", type=int, help="Most messages one resume sends (10000).")
 @click.option("--heartbeat", type=float, help="Seconds between pings; 0 turns them off (30).")
+@click.option("--retain-days", type=float, help="Delete messages older than this many days.")
+@click.option("--retain-messages", type=int, help="Keep only the newest N messages per room.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
 def serve(**flags: Any) -> None:
     """Run the chat server; the database is created and migrated on start.
@@ -112,13 +92,6 @@ def db_group() -> None:
     """
 
 
-def _db_url(value: str | None) -> str:
-    try:
-        return database_url(value or "chatlog.db")
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
 async def _with_engine(url: str, action: Any, *, must_exist: bool) -> Any:
     db.check_database_path(url, must_exist=must_exist)
     engine = db.make_engine(url)
@@ -138,7 +111,7 @@ def _run_db(url: str, action: Any, *, must_exist: bool) -> Any:
 
 
 @db_group.command()
-@db_option(default=None)
+@db_option()
 @click.argument("revision", default="head")
 def upgrade(db: str | None, revision: str) -> None:
     """Migrate the database up to REVISION (default: the newest), creating it if needed.
@@ -149,12 +122,12 @@ def upgrade(db: str | None, revision: str) -> None:
     """
     from chatlog.db import upgrade as do_upgrade
 
-    _run_db(_db_url(db), lambda engine: do_upgrade(engine, revision), must_exist=False)
+    _run_db(db_url(db), lambda engine: do_upgrade(engine, revision), must_exist=False)
     click.echo(f"database at {revision}")
 
 
 @db_group.command()
-@db_option(default=None)
+@db_option()
 @click.argument("revision")
 def downgrade(db: str | None, revision: str) -> None:
     """Migrate the database down to REVISION ("base" removes every table).
@@ -165,12 +138,12 @@ def downgrade(db: str | None, revision: str) -> None:
     """
     from chatlog.db import downgrade as do_downgrade
 
-    _run_db(_db_url(db), lambda engine: do_downgrade(engine, revision), must_exist=True)
+    _run_db(db_url(db), lambda engine: do_downgrade(engine, revision), must_exist=True)
     click.echo(f"database at {revision}")
 
 
 @db_group.command()
-@db_option(default=None)
+@db_option()
 def current(db: str | None) -> None:
     """Print the revision the database is at, and whether it is the newest.
 
@@ -180,6 +153,13 @@ def current(db: str | None) -> None:
     """
     from chatlog.db import current_revision, head_revision
 
-    rev = _run_db(_db_url(db), current_revision, must_exist=True)
+    rev = _run_db(db_url(db), current_revision, must_exist=True)
     head = head_revision()
     click.echo(f"{rev or 'empty'}{' (head)' if rev == head else f' (head is {head})'}")
+
+
+# Commands that live in their own modules.
+from chatlog.admin_cli import purge_command, vacuum_command  # noqa: E402
+
+main.add_command(purge_command)
+main.add_command(vacuum_command)

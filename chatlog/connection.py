@@ -17,6 +17,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from chatlog import protocol, store
 from chatlog.hub import CLOSE_SLOW_CONSUMER, CLOSE_TIMEOUT, Client
+from chatlog.retention import room_floor
 from chatlog.state import RUNTIME, Runtime
 from chatlog.store import NewMessage, WriterClosed
 
@@ -124,22 +125,40 @@ class Session:
         epoch_changed = client_epoch is not None and client_epoch != self.rt.epoch
         if epoch_changed:
             since = 0  # the client's IDs belong to another log
-        marker: dict[str, Any] = {"Type": "Resumed", "From": since + 1, "To": head}
-        if await store.count_after(conn, client.room, since, head, limit + 1) > limit:
+        floor = await room_floor(conn, client.room)
+        start = max(since, floor)
+        marker: dict[str, Any] = {"Type": "Resumed", "From": start + 1, "To": head}
+        if await store.count_after(conn, client.room, start, head, limit + 1) > limit:
             marker.update(Complete=False, Reason="limit", Limit=limit)
         else:
-            after = since
+            after = start
             while after < head:
                 frames = await store.read_after(conn, client.room, after, head, RESUME_PAGE)
                 if not frames:
                     break
                 client.send_batch(tuple(protocol.encode(f) for f in frames))
                 after = frames[-1]["ID"]
-            marker["Complete"] = True
+            marker["Complete"] = since >= floor
+            if since < floor:
+                marker["Reason"] = "retention"
         marker["Epoch"] = self.rt.epoch
         if epoch_changed:
             marker["EpochChanged"] = True
         client.send(marker)
+
+    async def _history(self, request: protocol.HistoryRequest) -> None:
+        client = self.client
+        async with self.rt.engine.connect() as conn:
+            frames = await store.read_before(conn, client.room, request.before, request.limit + 1)
+            floor = await room_floor(conn, client.room)
+        answer: dict[str, Any] = {"Type": "History", "Messages": frames[-request.limit :]}
+        if len(frames) > request.limit:
+            answer["Complete"] = False
+        elif floor:
+            answer.update(Complete=False, Reason="retention", From=floor + 1)
+        else:
+            answer["Complete"] = True
+        client.send(answer)
 
     async def _read_loop(self) -> None:
         async for msg in self.ws:
@@ -181,10 +200,7 @@ class Session:
             )
             self.rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
         else:
-            async with self.rt.engine.connect() as conn:
-                frames = await store.read_before(conn, client.room, frame.before, frame.limit)
-            complete = len(frames) < frame.limit
-            client.send({"Type": "History", "Messages": frames, "Complete": complete})
+            await self._history(frame)
 
     async def _refuse(self, code: str, message: str, text: str) -> None:
         await self._record(code, f"{message}: {text[:200]!r}")

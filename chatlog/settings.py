@@ -39,6 +39,12 @@ class Settings:
     heartbeat: float = 30.0
     #: Most backlog messages a resume sends; beyond it the client is told to page history.
     resume_max: int = 10_000
+    #: Retention: delete messages older than this many days (``None``: keep forever).
+    retain_days: float | None = None
+    #: Retention: keep only this many newest messages per room (``None``: no cap).
+    retain_messages: int | None = None
+    #: Seconds between retention passes.
+    retain_every: float = 60.0
     log_format: str = "text"
     log_level: str = "INFO"
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
@@ -77,6 +83,12 @@ class Settings:
             raise SettingsError("client-queue, batch-max and resume-max must be at least 1")
         if self.heartbeat < 0:
             raise SettingsError("heartbeat must be 0 (off) or a positive number of seconds")
+        if self.retain_days is not None and self.retain_days <= 0:
+            raise SettingsError("retain-days must be a positive number of days")
+        if self.retain_messages is not None and self.retain_messages < 1:
+            raise SettingsError("retain-messages must be at least 1")
+        if self.retain_every <= 0:
+            raise SettingsError("retain-every must be a positive number of seconds")
         if self.log_format not in ("text", "json"):
             raise SettingsError("log-format must be 'text' or 'json'")
         database_url(self.db)
@@ -89,7 +101,7 @@ class Settings:
 
 
 def _coerce(name: str, type_: Any, raw: str) -> Any:
-    kind = str(type_)
+    kind = str(type_).removesuffix(" | None")
     try:
         if kind == "int":
             return int(raw)
