@@ -67,6 +67,11 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("could not record a connection: %s", future.exception())
+
+
 class Session:
     """The life of one connection."""
 
@@ -91,9 +96,12 @@ class Session:
     async def run(self, *, since: int | None, client_epoch: str | None) -> None:
         rt, client = self.rt, self.client
         try:
-            await rt.writer.execute(
+            # Queued, not awaited: the writer runs ops in order, so this row lands before any
+            # alias or close of the same connection, and the greeting need not wait for fsync.
+            opened = await rt.writer.submit(
                 store.open_connection(client.ws_id, client.room, rt.node, client.remote)
             )
+            opened.add_done_callback(_log_failure)
         except WriterClosed:
             await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
             return
@@ -113,9 +121,8 @@ class Session:
         rt, client = self.rt, self.client
         async with rt.engine.connect() as conn:
             head = await store.room_head(conn, client.room)
-            aliases = await store.room_aliases(conn, client.room)
             client.send(protocol.status_frame(client.ws_id, head=head, epoch=rt.epoch))
-            client.send(protocol.userlist_frame(aliases))
+            client.send(protocol.userlist_frame(await store.room_aliases(conn, client.room)))
             if since is not None:
                 await self._resume(conn, since, head, client_epoch)
         client.release(head)
@@ -128,7 +135,10 @@ class Session:
         floor = await room_floor(conn, client.room)
         start = max(since, floor)
         marker: dict[str, Any] = {"Type": "Resumed", "From": start + 1, "To": head}
-        if await store.count_after(conn, client.room, start, head, limit + 1) > limit:
+        # IDs are unique, so a range no wider than the limit cannot exceed it: skip the count.
+        if head - start > limit and (
+            await store.count_after(conn, client.room, start, head, limit + 1) > limit
+        ):
             marker.update(Complete=False, Reason="limit", Limit=limit)
         else:
             after = start

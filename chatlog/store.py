@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -107,11 +108,15 @@ class Writer:
 
     async def execute(self, op: Op) -> Any:
         """Run ``op`` in its own transaction on the writer, in queue order; return its result."""
+        return await (await self.submit(op))
+
+    async def submit(self, op: Op) -> asyncio.Future[Any]:
+        """Queue ``op`` behind everything already queued; the future resolves once committed."""
         if self._closed:
             raise WriterClosed("the server is shutting down")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         await self._queue.put((op, future))
-        return await future
+        return future
 
     async def _run(self) -> None:
         async with self._engine.connect() as conn:
@@ -257,9 +262,9 @@ def _as_duplicate(original: StoredMessage, retry: NewMessage) -> StoredMessage:
 
 
 def _fields(raw: str) -> dict[str, Any]:
-    from chatlog.protocol import loads
-
-    value = loads(raw)
+    # Stored frames passed the strict parser on the way in, so the fast parser reads them
+    # back to the same object (no duplicate keys, NaN or oversized numbers can be there).
+    value = orjson.loads(raw)
     return value if isinstance(value, dict) else {}
 
 
