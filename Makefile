@@ -17,8 +17,8 @@ run: $(STAMP)
 	$(VENV)/bin/chatlog serve
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check chatlog tests migrations
-	$(VENV)/bin/ruff format --check chatlog tests migrations
+	$(VENV)/bin/ruff check chatlog tests migrations benchmarks
+	$(VENV)/bin/ruff format --check chatlog tests migrations benchmarks
 	$(VENV)/bin/mypy
 
 test: lint

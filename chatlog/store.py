@@ -24,6 +24,9 @@ from chatlog.schema import errors, messages, meta, users, websocket_connections
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: Seconds the writer waits before trying an unreachable database again.
+RECONNECT_DELAY = 0.5
+
 
 def utcnow() -> datetime:
     """Naive UTC with microseconds: how every timestamp is stored."""
@@ -119,59 +122,73 @@ class Writer:
         return future
 
     async def _run(self) -> None:
-        async with self._engine.connect() as conn:
-            conn = await conn.execution_options(immediate=True)
-            stopping = False
-            while not (stopping and self._queue.empty()):
-                batch: list[_Item] = []
-                item = await self._queue.get()
-                while True:
-                    if item is None:
-                        stopping = True
-                    else:
-                        batch.append(item)
-                    if len(batch) >= self._batch_max or self._queue.empty():
-                        break
-                    item = self._queue.get_nowait()
-                if batch:
-                    await self._process(conn, batch)
+        stopping = False
+        while not (stopping and self._queue.empty()):
+            try:
+                async with self._engine.connect() as conn:
+                    conn = await conn.execution_options(immediate=True)
+                    while not (stopping and self._queue.empty()):
+                        batch, stopping = await self._next_batch(stopping)
+                        if batch and not await self._process(conn, batch):
+                            break  # after a failed transaction, start on a fresh connection
+            except Exception as exc:  # the database is unreachable: wait, keep the queue
+                log.error("writer cannot reach the database: %s", exc)
+                await asyncio.sleep(RECONNECT_DELAY)
 
-    async def _process(self, conn: AsyncConnection, batch: list[_Item]) -> None:
+    async def _next_batch(self, stopping: bool) -> tuple[list[_Item], bool]:
+        """Everything queued since the last commit (at most batch_max), and whether to stop."""
+        batch: list[_Item] = []
+        item = await self._queue.get() if not stopping else self._queue.get_nowait()
+        while True:
+            if item is None:
+                stopping = True
+            else:
+                batch.append(item)
+            if len(batch) >= self._batch_max or self._queue.empty():
+                return batch, stopping
+            item = self._queue.get_nowait()
+
+    async def _process(self, conn: AsyncConnection, batch: list[_Item]) -> bool:
+        """Commit a batch: runs of messages in one transaction each, ops one by one."""
+        ok = True
         run: list[NewMessage] = []
         for item in batch:
             if isinstance(item, NewMessage):
                 run.append(item)
                 continue
             if run:
-                await self._commit_messages(conn, run)
+                ok = await self._commit_messages(conn, run) and ok
                 run = []
-            await self._run_op(conn, *item)
+            ok = await self._run_op(conn, *item) and ok
         if run:
-            await self._commit_messages(conn, run)
+            ok = await self._commit_messages(conn, run) and ok
+        return ok
 
-    async def _commit_messages(self, conn: AsyncConnection, batch: list[NewMessage]) -> None:
+    async def _commit_messages(self, conn: AsyncConnection, batch: list[NewMessage]) -> bool:
         try:
             async with conn.begin():
                 stored = await insert_messages(conn, batch, utcnow())
         except Exception as exc:
             log.error("commit of %d messages failed: %s", len(batch), exc)
             self._on_failure(batch, exc)
-            return
+            return False
         self.commits += 1
         self.rows += len(batch)
         self._on_commit(stored)
+        return True
 
     @staticmethod
-    async def _run_op(conn: AsyncConnection, op: Op, future: asyncio.Future[Any]) -> None:
+    async def _run_op(conn: AsyncConnection, op: Op, future: asyncio.Future[Any]) -> bool:
         try:
             async with conn.begin():
                 result = await op(conn)
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
-            return
+            return False
         if not future.done():
             future.set_result(result)
+        return True
 
 
 async def insert_messages(
