@@ -149,19 +149,26 @@ class Writer:
             item = self._queue.get_nowait()
 
     async def _process(self, conn: AsyncConnection, batch: list[_Item]) -> bool:
-        """Commit a batch: runs of messages in one transaction each, ops one by one."""
+        """Commit a batch in queue order: each run of messages, and each run of ops, is one
+        transaction (ops each in a savepoint, so one failing op does not undo the others)."""
         ok = True
-        run: list[NewMessage] = []
+        messages_run: list[NewMessage] = []
+        ops_run: list[tuple[Op, asyncio.Future[Any]]] = []
         for item in batch:
             if isinstance(item, NewMessage):
-                run.append(item)
-                continue
-            if run:
-                ok = await self._commit_messages(conn, run) and ok
-                run = []
-            ok = await self._run_op(conn, *item) and ok
-        if run:
-            ok = await self._commit_messages(conn, run) and ok
+                if ops_run:
+                    ok = await self._run_ops(conn, ops_run) and ok
+                    ops_run = []
+                messages_run.append(item)
+            else:
+                if messages_run:
+                    ok = await self._commit_messages(conn, messages_run) and ok
+                    messages_run = []
+                ops_run.append(item)
+        if ops_run:
+            ok = await self._run_ops(conn, ops_run) and ok
+        if messages_run:
+            ok = await self._commit_messages(conn, messages_run) and ok
         return ok
 
     async def _commit_messages(self, conn: AsyncConnection, batch: list[NewMessage]) -> bool:
@@ -178,16 +185,28 @@ class Writer:
         return True
 
     @staticmethod
-    async def _run_op(conn: AsyncConnection, op: Op, future: asyncio.Future[Any]) -> bool:
+    async def _run_ops(conn: AsyncConnection, ops: list[tuple[Op, asyncio.Future[Any]]]) -> bool:
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
             async with conn.begin():
-                result = await op(conn)
-        except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
+                for op, future in ops:
+                    try:
+                        async with conn.begin_nested():
+                            outcomes.append((future, True, await op(conn)))
+                    except Exception as exc:
+                        outcomes.append((future, False, exc))
+        except Exception as exc:  # the commit itself failed: nothing of the run is stored
+            for _op, future in ops:
+                if not future.done():
+                    future.set_exception(exc)
             return False
-        if not future.done():
-            future.set_result(result)
+        for future, succeeded, value in outcomes:
+            if future.done():
+                continue
+            if succeeded:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
         return True
 
 
