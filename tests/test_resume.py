@@ -261,3 +261,21 @@ def test_purge_and_vacuum_commands(tmp_path: Path) -> None:
     result = runner.invoke(main, ["purge", "--db", str(path), "--retain-days", "7"])
     assert result.exit_code == 0 and "removed 0 messages" in result.output
     assert runner.invoke(main, ["vacuum", "--db", str(path)]).output.strip() == "vacuumed"
+
+
+def test_vacuum_gives_space_back(tmp_path: Path) -> None:
+    """After purging most of a large log, vacuum makes the database file smaller."""
+    path = tmp_path / "big.db"
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade", "--db", str(path)]).exit_code == 0
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "insert into messages (room, ws_id, author, message, text, raw, sent_at) "
+            "values ('main', 'w', 'a', 'eA==', ?, '{}', '2020-01-01 00:00:00')",
+            [("x" * 500,) for _ in range(5000)],
+        )
+    before = path.stat().st_size
+    result = runner.invoke(main, ["purge", "--db", str(path), "--retain-messages", "10"])
+    assert "removed 4990 messages" in result.output
+    assert runner.invoke(main, ["vacuum", "--db", str(path)]).exit_code == 0
+    assert path.stat().st_size < before / 10
