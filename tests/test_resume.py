@@ -274,6 +274,8 @@ def test_vacuum_gives_space_back(tmp_path: Path) -> None:
             "values ('main', 'w', 'a', 'eA==', ?, '{}', '2020-01-01 00:00:00')",
             [("x" * 500,) for _ in range(5000)],
         )
+        conn.commit()
+        conn.execute("pragma wal_checkpoint(truncate)")
     before = path.stat().st_size
     result = runner.invoke(main, ["purge", "--db", str(path), "--retain-messages", "10"])
     assert "removed 4990 messages" in result.output
