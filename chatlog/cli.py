@@ -160,6 +160,8 @@ def current(db: str | None) -> None:
 
 # Commands that live in their own modules.
 from chatlog.admin_cli import purge_command, vacuum_command  # noqa: E402
+from chatlog.bench import bench  # noqa: E402
 
 main.add_command(purge_command)
 main.add_command(vacuum_command)
+main.add_command(bench)
