@@ -13,6 +13,7 @@ Run it with ``python -m chatlog.baseline --port 8090``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import time
 from typing import Any
@@ -44,10 +45,8 @@ async def _ws(request: web.Request) -> web.StreamResponse:
             frame["Room"] = room_name
             data = orjson.dumps(frame)
             for peer in list(room.values()):
-                try:
+                with contextlib.suppress(ConnectionError, RuntimeError):
                     await peer.send_frame(data, WSMsgType.TEXT)
-                except (ConnectionError, RuntimeError):
-                    pass
     finally:
         room.pop(id(ws), None)
     return ws

@@ -367,7 +367,7 @@ class _Worker:
         ]
         if tasks:
             limit = (cfg.duration + cfg.warmup if not cfg.messages else 600) + 30
-            done, pending = await asyncio.wait(tasks, timeout=limit)
+            _done, pending = await asyncio.wait(tasks, timeout=limit)
             for task in pending:
                 task.cancel()
         sending_done = time.monotonic()
@@ -534,7 +534,8 @@ def _percentile(hist: dict[int, int], total: int, q: float) -> float:
 def measure(cfg: Config, probe: ServerProbe | None, *, progress: bool = False) -> dict[str, Any]:
     """Run one load against ``cfg.url`` and return the merged figures."""
     _raise_nofile()
-    ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
+    # fork: the coordinator runs no event loop, and the workers start in milliseconds.
+    ctx: Any = mp.get_context("fork" if sys.platform == "linux" else "spawn")
     ready, go, results = ctx.Queue(), ctx.Queue(), ctx.Queue()
     rss_before = probe.rss() if probe else None
     procs = [
@@ -752,7 +753,13 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("refused", "refused", "{}"),
 )
 #: Ratios worth reporting (chatlog / baseline); latency ratios: lower is better.
-RATIOS = ("msgs_per_s", "deliveries_per_s", "latency_ms.p50", "latency_ms.p99", "server_cpu_us_per_delivery")
+RATIOS = (
+    "msgs_per_s",
+    "deliveries_per_s",
+    "latency_ms.p50",
+    "latency_ms.p99",
+    "server_cpu_us_per_delivery",
+)
 
 
 def _get(result: dict[str, Any], path: str) -> Any:
@@ -787,7 +794,10 @@ def render(cfg: Config, summaries: dict[str, dict[str, Any]], ratios: dict[str, 
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for row in rows:
         lines.append(
-            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
         )
     return "\n".join(lines)
 
@@ -885,21 +895,23 @@ def run_bench(
 @click.command()
 @click.option("--url", default="ws://127.0.0.1:8080/ws", show_default=True, help="Server to load.")
 @click.option("--clients", type=click.IntRange(1), default=10, show_default=True)
-@click.option("--senders", type=click.IntRange(0), default=None, help="Clients that send [all].")
-@click.option("--rate", type=click.FloatRange(0), default=0, help="Messages/s in total (0: unlimited, closed loop).")
-@click.option("--size", type=click.IntRange(1), default=100, show_default=True, help="Message text bytes.")
-@click.option("--duration", type=click.FloatRange(0), default=5.0, show_default=True, help="Seconds measured.")
-@click.option("--messages", type=click.IntRange(0), default=0, help="Send this many messages in total instead of --duration.")
+@click.option("--senders", type=click.IntRange(0), help="Clients that send [all].")
+@click.option(
+    "--rate", type=click.FloatRange(0), default=0, help="Messages/s in total [0: unlimited]."
+)
+@click.option("--size", type=click.IntRange(1), default=100, show_default=True, help="Text bytes.")
+@click.option("--duration", type=click.FloatRange(0), default=5.0, show_default=True)
+@click.option("--messages", type=click.IntRange(0), default=0, help="Send this many instead.")
 @click.option("--rooms", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--procs", type=click.IntRange(1), default=1, show_default=True, help="Client processes.")
-@click.option("--window", type=click.IntRange(0), default=0, help="Unanswered messages per sender when unlimited [auto].")
-@click.option("--warmup", type=click.FloatRange(0), default=1.0, show_default=True, help="Seconds sent but not measured.")
+@click.option("--procs", type=click.IntRange(1), default=1, show_default=True, help="Client procs.")
+@click.option("--window", type=click.IntRange(0), default=0, help="In flight per sender [auto].")
+@click.option("--warmup", type=click.FloatRange(0), default=1.0, show_default=True)
 @click.option("--spawn", is_flag=True, help="Start `chatlog serve` on a temporary database.")
-@click.option("--baseline", is_flag=True, help="Also measure a bare broadcast server (chatlog.baseline).")
-@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Runs per server; medians reported.")
-@click.option("--synchronous", default="FULL", show_default=True, help="SQLite durability of the spawned server.")
-@click.option("--pid", type=int, help="PID of the server at --url, to report its CPU and RSS.")
-@click.option("--server-arg", "server_args", multiple=True, help="Extra `chatlog serve` argument (repeatable).")
+@click.option("--baseline", is_flag=True, help="Also measure a bare broadcast server.")
+@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--synchronous", default="FULL", show_default=True, help="Of the spawned server.")
+@click.option("--pid", type=int, help="PID of the server at --url (for CPU and RSS).")
+@click.option("--server-arg", "server_args", multiple=True, help="Extra `serve` argument.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def bench(
     url: str,

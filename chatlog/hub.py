@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -83,7 +83,7 @@ def raw_writer(ws: web.WebSocketResponse) -> tuple[asyncio.Transport, _FlowContr
         or not callable(getattr(proto, "_drain_helper", None))
     ):
         return None
-    return transport, proto
+    return transport, cast(_FlowControl, proto)
 
 
 async def _writable(proto: _FlowControl) -> None:
@@ -133,6 +133,11 @@ class Client:
     @property
     def author(self) -> str:
         return self.alias if self.alias is not None else "unknown"
+
+    @property
+    def fast(self) -> bool:
+        """Whether framed batches go straight to the transport (else through ``send_frame``)."""
+        return self._raw is not None
 
     def start(self) -> None:
         self._raw = raw_writer(self.ws)

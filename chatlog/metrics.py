@@ -111,7 +111,9 @@ class _LiveCollector(Collector):
             value=writer.rows if writer else 0,
         )
         yield CounterMetricFamily(
-            "chatlog_commits", "Group commits of chat messages.", value=writer.commits if writer else 0
+            "chatlog_commits",
+            "Group commits of chat messages.",
+            value=writer.commits if writer else 0,
         )
         yield CounterMetricFamily(
             "chatlog_messages_out",

@@ -258,7 +258,7 @@ async def insert_messages(
             fresh.append(m)
     ids: list[int] = []
     if fresh:
-        rows = [
+        values = [
             {
                 "room": m.room,
                 "ws_id": m.ws_id,
@@ -272,10 +272,10 @@ async def insert_messages(
             for m in fresh
         ]
         if conn.dialect.name == "sqlite":
-            ids = await _insert_sqlite(conn, rows)
+            ids = await _insert_sqlite(conn, values)
         else:
             result = await conn.execute(
-                insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows
+                insert(messages).returning(messages.c.id, sort_by_parameter_order=True), values
             )
             ids = list(result.scalars())
     stored: list[StoredMessage] = []
@@ -310,7 +310,16 @@ async def _insert_sqlite(conn: AsyncConnection, rows: list[dict[str, Any]]) -> l
     await conn.exec_driver_sql(
         _SQLITE_INSERT,
         [
-            (r["room"], r["ws_id"], r["author"], r["message"], r["text"], r["raw"], stamp, r["nonce"])
+            (
+                r["room"],
+                r["ws_id"],
+                r["author"],
+                r["message"],
+                r["text"],
+                r["raw"],
+                stamp,
+                r["nonce"],
+            )
             for r in rows
         ],
     )
