@@ -76,14 +76,16 @@ def raw_writer(ws: web.WebSocketResponse) -> tuple[asyncio.Transport, _FlowContr
     writer = getattr(ws, "_writer", None)
     transport = getattr(writer, "transport", None)
     proto = getattr(writer, "protocol", None)
+    # Duck-typed: uvloop's transports are not asyncio.Transport subclasses.
     if (
         ws.compress
-        or not isinstance(transport, asyncio.Transport)
+        or not callable(getattr(transport, "write", None))
+        or not callable(getattr(transport, "is_closing", None))
         or not isinstance(getattr(proto, "writing_paused", None), bool)
         or not callable(getattr(proto, "_drain_helper", None))
     ):
         return None
-    return transport, cast(_FlowControl, proto)
+    return cast(asyncio.Transport, transport), cast(_FlowControl, proto)
 
 
 async def _writable(proto: _FlowControl) -> None:

@@ -7,6 +7,7 @@ import base64
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 
 import aiohttp
 from aiohttp.test_utils import TestServer
@@ -152,3 +153,32 @@ async def test_a_client_that_stops_reading_is_closed_with_1013_and_others_carry_
     text = metrics.exposition().decode()
     assert "chatlog_slow_consumer_closes_total 1.0" in text
     assert 'chatlog_errors_total{kind="slow-consumer"} 1.0' in text
+
+
+def test_serve_runs_on_uvloop_when_asked(tmp_path: Path) -> None:
+    """`serve --event-loop uvloop` fans a message out to every socket (raw writes on uvloop)."""
+    import asyncio
+    import importlib.util
+
+    from tests.servers import ServerProcess
+
+    if importlib.util.find_spec("uvloop") is None:
+        from tests.conftest import skip_or_fail
+
+        skip_or_fail("uvloop is not installed")
+
+    async def chat(url: str) -> list[str]:
+        async with aiohttp.ClientSession() as s:
+            a = await s.ws_connect(url)
+            b = await s.ws_connect(url)
+            for ws in (a, b):
+                await ws.receive_json()  # Status
+                await ws.receive_json()  # userlist
+            await a.send_str('{"Message": "aGk="}')
+            got = [(await ws.receive_json())["Message"] for ws in (a, b)]
+            await a.close()
+            await b.close()
+            return got
+
+    with ServerProcess(tmp_path / "u.db", "--event-loop", "uvloop") as proc:
+        assert asyncio.run(chat(proc.url)) == ["aGk=", "aGk="]
