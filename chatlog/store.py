@@ -20,6 +20,7 @@ import orjson
 from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from chatlog import fastcommit
 from chatlog.schema import errors, messages, meta, users, websocket_connections
 
 log = logging.getLogger(__name__)
@@ -179,8 +180,11 @@ class Writer:
     async def _commit_messages(self, conn: AsyncConnection, batch: list[NewMessage]) -> bool:
         started = time.perf_counter()
         try:
-            async with conn.begin():
-                stored = await insert_messages(conn, batch, utcnow())
+            # SQLite without nonces: one round trip to the database thread (fastcommit.py).
+            stored = await fastcommit.commit_batch(conn, batch, utcnow())
+            if stored is None:
+                async with conn.begin():
+                    stored = await insert_messages(conn, batch, utcnow())
         except Exception as exc:
             log.error("commit of %d messages failed: %s", len(batch), exc)
             self._on_failure(batch, exc)
