@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
-from chatlog import db, protocol, store
+from chatlog import db, health, protocol, store
 from chatlog.connection import websocket_handler
 from chatlog.hub import Hub
+from chatlog.metrics import Metrics
 from chatlog.retention import Policy, run_periodically
 from chatlog.settings import Settings
-from chatlog.state import RUNTIME, SETTINGS, Runtime
+from chatlog.state import METRICS, RUNTIME, SETTINGS, Runtime
 from chatlog.store import NewMessage, Writer
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,12 @@ def create_app(settings: Settings) -> web.Application:
     """Build the chat server for ``settings``; the database opens when the app starts."""
     app = web.Application()
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(runtime_ctx)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get(IRIS_PATH, websocket_handler)
+    health.add_routes(app)
     return app
 
 
@@ -43,8 +46,10 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         if swept:
             log.info("swept %d connection rows left by a previous run", swept)
         hub = Hub()
+        metrics = app[METRICS]
 
         def failed(batch: list[NewMessage], exc: BaseException) -> None:
+            metrics.errors.labels("store-failed").inc(len(batch))
             for message in batch:
                 client = hub.find(message.room, message.ws_id)
                 if client is not None:
@@ -54,7 +59,13 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
                         )
                     )
 
-        writer = Writer(engine, hub.publish, failed, batch_max=settings.batch_max)
+        writer = Writer(
+            engine,
+            hub.publish,
+            failed,
+            batch_max=settings.batch_max,
+            on_stats=metrics.observe_commit,
+        )
         await writer.start()
         app[RUNTIME] = Runtime(
             settings=settings,
@@ -63,7 +74,9 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
             hub=hub,
             epoch=await store.read_epoch(engine),
             node=secrets.token_hex(8),
+            metrics=metrics,
         )
+        metrics.attach(app[RUNTIME])
         retention_task = None
         policy = Policy(days=settings.retain_days, messages=settings.retain_messages)
         if policy.active:
@@ -73,6 +86,7 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            metrics.detach()
             if retention_task is not None:
                 retention_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -12,6 +12,7 @@ from chatlog import db
 from chatlog.app import create_app
 from chatlog.cli_common import build_settings, db_option, db_url
 from chatlog.logs import setup_logging
+from chatlog.loops import EVENT_LOOPS, new_event_loop
 from chatlog.settings import SYNCHRONOUS_LEVELS, Settings, SettingsError
 
 
@@ -46,6 +47,7 @@ def main() -> None:
 @click.option("--retain-days", type=float, help="Delete messages older than this many days.")
 @click.option("--retain-messages", type=int, help="Keep only the newest N messages per room.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
+@click.option("--event-loop", type=click.Choice(EVENT_LOOPS), help="asyncio (default) or uvloop.")
 def serve(**flags: Any) -> None:
     """Run the chat server; the database is created and migrated on start.
 
@@ -67,12 +69,17 @@ def serve(**flags: Any) -> None:
             f"{str(exc).splitlines()[0] if str(exc) else ''}. Check the path or URL and "
             "that it is writable."
         ) from None
+    try:
+        loop = new_event_loop(settings.event_loop)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
     web.run_app(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         print=lambda text: click.echo(text, err=True),
         shutdown_timeout=10.0,
+        loop=loop,
     )
 
 
@@ -160,6 +167,8 @@ def current(db: str | None) -> None:
 
 # Commands that live in their own modules.
 from chatlog.admin_cli import purge_command, vacuum_command  # noqa: E402
+from chatlog.bench import bench  # noqa: E402
 
 main.add_command(purge_command)
 main.add_command(vacuum_command)
+main.add_command(bench)

@@ -93,6 +93,11 @@ class Session:
     def ws_id(self) -> str:
         return self.client.ws_id
 
+    @property
+    def log_extra(self) -> dict[str, str]:
+        """The ``extra`` of this connection's log lines (fields of ``--log-format json``)."""
+        return {"ws_id": self.client.ws_id, "room": self.client.room}
+
     async def run(self, *, since: int | None, client_epoch: str | None) -> None:
         rt, client = self.rt, self.client
         try:
@@ -110,6 +115,13 @@ class Session:
         # queued: whatever commits in between is either in the backlog or released after it.
         client.hold()
         rt.hub.add(client)
+        log.info(
+            "connection %s opened in %r from %s",
+            client.ws_id,
+            client.room,
+            client.remote,
+            extra=self.log_extra,
+        )
         try:
             await self._greet(since, client_epoch)
             await self._read_loop()
@@ -130,6 +142,7 @@ class Session:
     async def _resume(self, conn: Any, since: int, head: int, client_epoch: str | None) -> None:
         client, limit = self.client, self.rt.settings.resume_max
         epoch_changed = client_epoch is not None and client_epoch != self.rt.epoch
+        self.rt.metrics.resumes.inc()
         if epoch_changed:
             since = 0  # the client's IDs belong to another log
         floor = await room_floor(conn, client.room)
@@ -147,6 +160,7 @@ class Session:
                 if not frames:
                     break
                 client.send_batch(tuple(protocol.encode(f) for f in frames))
+                self.rt.metrics.replayed.inc(len(frames))
                 after = frames[-1]["ID"]
             marker["Complete"] = since >= floor
             if since < floor:
@@ -173,6 +187,7 @@ class Session:
     async def _read_loop(self) -> None:
         async for msg in self.ws:
             if msg.type is WSMsgType.TEXT:
+                self.rt.metrics.frames_in += 1
                 await self._on_text(msg.data)
             elif msg.type is WSMsgType.BINARY:
                 await self._record("binary-frame", "binary frames are not accepted")
@@ -217,14 +232,20 @@ class Session:
         self.client.send(protocol.error_frame(code, message))
 
     async def _record(self, kind: str, detail: str) -> None:
-        log.info("refused frame from %s (%s): %s", self.ws_id, kind, detail[:200])
+        log.info(
+            "refused frame from %s (%s): %s", self.ws_id, kind, detail[:200], extra=self.log_extra
+        )
+        self.rt.metrics.errors.labels(kind).inc()
         try:
             await self.rt.writer.execute(store.record_error(self.ws_id, kind, detail))
         except Exception as exc:  # the error log itself failing must not end the connection
-            log.error("could not record error %s: %s", kind, exc)
+            log.error("could not record error %s: %s", kind, exc, extra=self.log_extra)
 
     def _overflow(self, client: Client) -> None:
-        log.warning("closing slow client %s: its outgoing queue is full", client.ws_id)
+        log.warning(
+            "closing slow client %s: its outgoing queue is full", self.ws_id, extra=self.log_extra
+        )
+        self.rt.metrics.slow_closes.inc()
         self.rt.hub.remove(client)
         self.rt.hub.spawn(self._kick_slow())
 
@@ -242,3 +263,6 @@ class Session:
         if aliases is not None and client.alias is not None:
             rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
         await client.stop()
+        log.info(
+            "connection %s closed (code %s)", self.ws_id, self.ws.close_code, extra=self.log_extra
+        )

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -31,7 +33,9 @@ MAX_DEPTH: Final = 16
 HISTORY_DEFAULT_LIMIT: Final = 50
 HISTORY_MAX_LIMIT: Final = 500
 _INT_LIMIT: Final = 2**63
-_ALLOWED_CONTROLS: Final = frozenset("\t\n\r")
+# The C0 and C1 controls, DEL included, minus tab, LF and CR: one regex scan per message
+# instead of a Python loop per character (profiled: 10% of the server's ingest CPU).
+_FORBIDDEN_CONTROL: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 class ProtocolError(ValueError):
@@ -179,11 +183,11 @@ def decode_body(body: str) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    for char in text:
-        if (char < " " or "\x7f" <= char <= "\x9f") and char not in _ALLOWED_CONTROLS:
-            raise ProtocolError(
-                "invalid-text", f"the message holds the control character U+{ord(char):04X}"
-            )
+    bad = _FORBIDDEN_CONTROL.search(text)
+    if bad is not None:
+        raise ProtocolError(
+            "invalid-text", f"the message holds the control character U+{ord(bad.group()):04X}"
+        )
     return text
 
 
@@ -219,6 +223,7 @@ def encode(frame: dict[str, Any]) -> bytes:
     return orjson.dumps(frame)
 
 
+@functools.lru_cache(maxsize=8)  # a commit's messages share one timestamp
 def format_sent(when: datetime) -> str:
     """The ``Sent`` field: ``YYYY-MM-DD HH:MM:SS`` in UTC, as the original's ``$ZDATETIME(,3)``."""
     return when.strftime("%Y-%m-%d %H:%M:%S")

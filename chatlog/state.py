@@ -8,6 +8,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatlog.hub import Hub
+from chatlog.metrics import Metrics
 from chatlog.settings import Settings
 from chatlog.store import Writer
 
@@ -24,7 +25,10 @@ class Runtime:
     epoch: str
     #: This process's id in ``websocket_connections.node``.
     node: str
+    #: The app's metrics (the same object as ``app[METRICS]``).
+    metrics: Metrics
 
 
 SETTINGS = web.AppKey("settings", Settings)
 RUNTIME = web.AppKey("runtime", Runtime)
+METRICS = web.AppKey("metrics", Metrics)

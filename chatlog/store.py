@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ import orjson
 from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from chatlog import fastcommit
 from chatlog.schema import errors, messages, meta, users, websocket_connections
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class StoredMessage:
 Op = Callable[[AsyncConnection], Awaitable[Any]]
 OnCommit = Callable[[list[StoredMessage]], None]
 OnFailure = Callable[[list[NewMessage], BaseException], None]
+#: Called after each group commit with its row count and duration in seconds (metrics).
+OnStats = Callable[[int, float], None]
 _Item = NewMessage | tuple[Op, "asyncio.Future[Any]"]
 
 
@@ -80,8 +84,10 @@ class Writer:
         on_failure: OnFailure,
         *,
         batch_max: int = 1000,
+        on_stats: OnStats | None = None,
     ) -> None:
         self._engine = engine
+        self._on_stats = on_stats
         self._on_commit = on_commit
         self._on_failure = on_failure
         self._batch_max = batch_max
@@ -172,15 +178,21 @@ class Writer:
         return ok
 
     async def _commit_messages(self, conn: AsyncConnection, batch: list[NewMessage]) -> bool:
+        started = time.perf_counter()
         try:
-            async with conn.begin():
-                stored = await insert_messages(conn, batch, utcnow())
+            # SQLite without nonces: one round trip to the database thread (fastcommit.py).
+            stored = await fastcommit.commit_batch(conn, batch, utcnow())
+            if stored is None:
+                async with conn.begin():
+                    stored = await insert_messages(conn, batch, utcnow())
         except Exception as exc:
             log.error("commit of %d messages failed: %s", len(batch), exc)
             self._on_failure(batch, exc)
             return False
         self.commits += 1
         self.rows += len(batch)
+        if self._on_stats is not None:
+            self._on_stats(len(batch), time.perf_counter() - started)
         self._on_commit(stored)
         return True
 
@@ -250,23 +262,26 @@ async def insert_messages(
             fresh.append(m)
     ids: list[int] = []
     if fresh:
-        result = await conn.execute(
-            insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "room": m.room,
-                    "ws_id": m.ws_id,
-                    "author": m.author,
-                    "message": m.body,
-                    "text": m.text,
-                    "raw": m.raw,
-                    "sent_at": sent_at,
-                    "nonce": m.nonce,
-                }
-                for m in fresh
-            ],
-        )
-        ids = list(result.scalars())
+        values = [
+            {
+                "room": m.room,
+                "ws_id": m.ws_id,
+                "author": m.author,
+                "message": m.body,
+                "text": m.text,
+                "raw": m.raw,
+                "sent_at": sent_at,
+                "nonce": m.nonce,
+            }
+            for m in fresh
+        ]
+        if conn.dialect.name == "sqlite":
+            ids = await _insert_sqlite(conn, values)
+        else:
+            result = await conn.execute(
+                insert(messages).returning(messages.c.id, sort_by_parameter_order=True), values
+            )
+            ids = list(result.scalars())
     stored: list[StoredMessage] = []
     used: set[int] = set()
     for m, step in zip(batch, plan, strict=True):
@@ -283,6 +298,45 @@ async def insert_messages(
             used.add(step)
             stored.append(StoredMessage(ids[step], m.room, m.ws_id, m.author, m.fields, sent_at))
     return stored
+
+
+async def _insert_sqlite(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
+    """One ``executemany`` of plain tuples and one read of the new IDs, instead of RETURNING.
+
+    Profiled under load, SQLAlchemy's ordered RETURNING on SQLite inserts one row per
+    statement, a round trip to aiosqlite's thread each (about 100 µs per row), and its bind
+    processing costs about 15 µs per row more. Here the writer holds the write lock
+    (``BEGIN IMMEDIATE``) and AUTOINCREMENT IDs only grow, so the batch's rows are the newest
+    ``len(rows)`` of the table, in insertion order. ``sent_at`` is written in the format
+    SQLAlchemy's SQLite ``DATETIME`` reads back.
+    """
+    stamp = rows[0]["sent_at"].strftime("%Y-%m-%d %H:%M:%S.%f")  # one per batch
+    await conn.exec_driver_sql(
+        _SQLITE_INSERT,
+        [
+            (
+                r["room"],
+                r["ws_id"],
+                r["author"],
+                r["message"],
+                r["text"],
+                r["raw"],
+                stamp,
+                r["nonce"],
+            )
+            for r in rows
+        ],
+    )
+    result = await conn.exec_driver_sql(
+        "SELECT id FROM messages ORDER BY id DESC LIMIT ?", (len(rows),)
+    )
+    return sorted(result.scalars())
+
+
+_SQLITE_INSERT = (
+    "INSERT INTO messages (room, ws_id, author, message, text, raw, sent_at, nonce) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _as_duplicate(original: StoredMessage, retry: NewMessage) -> StoredMessage:

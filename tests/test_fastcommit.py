@@ -1,0 +1,64 @@
+"""The one-hop SQLite group commit: same rows as the SQLAlchemy path, all or nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from chatlog import db, fastcommit, store
+from chatlog.schema import messages
+from chatlog.settings import database_url
+from chatlog.store import NewMessage
+
+
+def message(i: int, nonce: str | None = None, author: str = "a") -> NewMessage:
+    frame = f'{{"Message":"aGk=","N":{i}}}'
+    return NewMessage("r", f"ws{i}", author, "aGk=", f"héllo {i}", frame, {"N": i}, nonce)
+
+
+async def test_fast_and_sqlalchemy_paths_store_the_same_rows(tmp_path: Path) -> None:
+    """A batch committed in one hop reads back like one committed through SQLAlchemy."""
+    when = datetime(2026, 11, 25, 20, 21, 15, 409091)
+    engine_cm = db.open_engine(database_url(str(tmp_path / "f.db")))
+    async with engine_cm as engine, engine.connect() as conn:
+        conn = await conn.execution_options(immediate=True)
+        async with conn.begin():
+            slow = await store.insert_messages(conn, [message(0), message(1)], when)
+        fast = await fastcommit.commit_batch(conn, [message(2), message(3), message(4)], when)
+        assert fast is not None
+        assert [m.id for m in slow + fast] == [1, 2, 3, 4, 5]
+        assert [(m.ws_id, m.fields) for m in fast] == [(f"ws{i}", {"N": i}) for i in (2, 3, 4)]
+        rows = (await conn.execute(select(messages).order_by(messages.c.id))).all()
+    assert [r.sent_at for r in rows] == [when] * 5
+    assert [(r.room, r.author, r.message, r.text, r.nonce) for r in rows] == [
+        ("r", "a", "aGk=", f"héllo {i}", None) for i in range(5)
+    ]
+    assert [r.raw for r in rows] == [message(i).raw for i in range(5)]
+
+
+async def test_batches_with_a_nonce_take_the_sqlalchemy_path(tmp_path: Path) -> None:
+    """commit_batch declines a batch holding a Nonce (the duplicate look-up lives elsewhere)."""
+    engine_cm = db.open_engine(database_url(str(tmp_path / "n.db")))
+    async with engine_cm as engine, engine.connect() as conn:
+        batch = [message(0), message(1, nonce="k")]
+        assert await fastcommit.commit_batch(conn, batch, store.utcnow()) is None
+
+
+async def test_a_failing_batch_is_rolled_back_whole(tmp_path: Path) -> None:
+    """A row the database refuses undoes its whole batch; the next batch commits normally."""
+    path = tmp_path / "x.db"
+    async with db.open_engine(database_url(str(path))) as engine, engine.connect() as conn:
+        bad = [message(0), message(1, author=None)]  # type: ignore[arg-type]
+        try:
+            await fastcommit.commit_batch(conn, bad, store.utcnow())
+        except sqlite3.IntegrityError:
+            pass
+        else:
+            raise AssertionError("a NOT NULL violation must fail the batch")
+        ok = await fastcommit.commit_batch(conn, [message(2)], store.utcnow())
+        assert ok is not None and ok[0].fields == {"N": 2}
+    with sqlite3.connect(path) as check:
+        assert check.execute("select text from messages").fetchall() == [("héllo 2",)]
