@@ -12,10 +12,11 @@ from aiohttp import WSCloseCode, web
 
 from chatlog import db, protocol, store
 from chatlog.connection import websocket_handler
+from chatlog.guard import Guard
 from chatlog.hub import Hub
 from chatlog.retention import Policy, run_periodically
 from chatlog.settings import Settings
-from chatlog.state import RUNTIME, SETTINGS, Runtime
+from chatlog.state import GUARD, RUNTIME, SETTINGS, Runtime
 from chatlog.store import NewMessage, Writer
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ def create_app(settings: Settings) -> web.Application:
     """Build the chat server for ``settings``; the database opens when the app starts."""
     app = web.Application()
     app[SETTINGS] = settings
+    app[GUARD] = Guard(settings)
     app.cleanup_ctx.append(runtime_ctx)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", websocket_handler)

@@ -16,9 +16,11 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chatlog import protocol, store
-from chatlog.hub import CLOSE_SLOW_CONSUMER, CLOSE_TIMEOUT, Client
+from chatlog.guard import websocket_options
+from chatlog.hub import CLOSE_SLOW_CONSUMER, Client
+from chatlog.limits import RateLimiter, Verdict
 from chatlog.retention import room_floor
-from chatlog.state import RUNTIME, Runtime
+from chatlog.state import GUARD, RUNTIME, Runtime
 from chatlog.store import NewMessage, WriterClosed
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,10 @@ DEFAULT_ROOM = "main"
 MAX_ROOM_CHARS = 64
 #: Backlog rows read and queued at a time during a resume.
 RESUME_PAGE = 500
+
+
+_RATE_MESSAGE = "too many frames; slow down (the frame was not processed)"
+_LOCKED_MESSAGE = "the alias is fixed by your token"
 
 
 def new_ws_id() -> str:
@@ -54,27 +60,35 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     """``GET /ws`` (and the original's ``/csp/user/Chat.Server.cls``)."""
     runtime = request.app[RUNTIME]
     room, since = _room(request), _since(request)
-    settings = runtime.settings
-    ws = web.WebSocketResponse(
-        max_msg_size=settings.max_message_bytes,
-        heartbeat=settings.heartbeat or None,
-        compress=False,
-        timeout=CLOSE_TIMEOUT,
-    )
-    await ws.prepare(request)
-    session = Session(runtime, ws, room=room, remote=request.remote)
-    await session.run(since=since, client_epoch=request.query.get("epoch"))
-    return ws
+    # Origin, token and connection caps are checked before the upgrade (403/401/429/503).
+    admission = request.app[GUARD].admit(request, room)
+    try:
+        ws = web.WebSocketResponse(**websocket_options(runtime.settings))
+        await ws.prepare(request)
+        session = Session(runtime, ws, room=room, remote=request.remote, user=admission.user)
+        await session.run(since=since, client_epoch=request.query.get("epoch"))
+        return ws
+    finally:
+        admission.release()
 
 
 class Session:
     """The life of one connection."""
 
     def __init__(
-        self, runtime: Runtime, ws: web.WebSocketResponse, *, room: str, remote: str | None
+        self,
+        runtime: Runtime,
+        ws: web.WebSocketResponse,
+        *,
+        room: str,
+        remote: str | None,
+        user: str | None = None,
     ) -> None:
         self.rt = runtime
         self.ws = ws
+        #: The token's user when auth is on: the alias, fixed for the connection's life.
+        self.user = user
+        self.limiter = RateLimiter(runtime.settings.rate, runtime.settings.burst)
         self.client = Client(
             ws,
             ws_id=new_ws_id(),
@@ -97,6 +111,12 @@ class Session:
         except WriterClosed:
             await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
             return
+        if self.user is not None:
+            # Set before joining the hub, so the room sees the user and the user's own list
+            # (sent by _greet) includes itself.
+            client.alias = self.user
+            aliases = await rt.writer.execute(store.set_alias(client.ws_id, client.room, self.user))
+            rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
         client.start()
         # Hold live frames from the moment the client is in the hub until the backlog is
         # queued: whatever commits in between is either in the backlog or released after it.
@@ -170,10 +190,20 @@ class Session:
                 return
             elif msg.type is WSMsgType.ERROR:
                 exc = self.ws.exception()
-                await self._record("protocol-error", str(exc))
+                # The detail starts with the close code aiohttp sent (1002, 1007, 1009).
+                await self._record("protocol-error", f"{getattr(exc, 'code', '?')}: {exc}")
                 return
 
     async def _on_text(self, text: str) -> None:
+        verdict = self.limiter.check()
+        if verdict is Verdict.REFUSE:
+            # No errors row per refused frame: a flood must not become a flood of rows.
+            self.client.send(protocol.error_frame("rate-limited", _RATE_MESSAGE))
+            return
+        if verdict is Verdict.CLOSE:
+            await self._record("flood", f"{self.limiter.refusals} frames over the rate limit")
+            await self.client.close(WSCloseCode.POLICY_VIOLATION, "flooding")
+            return
         try:
             frame = protocol.parse_client_frame(text)
         except protocol.ProtocolError as exc:
@@ -194,6 +224,9 @@ class Session:
                 )
             )
         elif isinstance(frame, protocol.Alias):
+            if self.user is not None and frame.name != self.user:
+                await self._refuse("alias-locked", _LOCKED_MESSAGE, text)
+                return
             client.alias = frame.name
             aliases = await self.rt.writer.execute(
                 store.set_alias(client.ws_id, client.room, frame.name)
