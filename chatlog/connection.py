@@ -189,10 +189,12 @@ class Session:
                 await self.client.close(WSCloseCode.UNSUPPORTED_DATA, "text frames only")
                 return
             elif msg.type is WSMsgType.ERROR:
-                exc = self.ws.exception()
-                # The detail starts with the close code aiohttp sent (1002, 1007, 1009).
-                await self._record("protocol-error", f"{getattr(exc, 'code', '?')}: {exc}")
-                return
+                break
+        exc = self.ws.exception()
+        if exc is not None:
+            # Also when aiohttp failed the socket while no read was waiting (a missed pong).
+            # The detail starts with the close code aiohttp sent (1002, 1007, 1009).
+            await self._record("protocol-error", f"{getattr(exc, 'code', '?')}: {exc}")
 
     async def _on_text(self, text: str) -> None:
         verdict = self.limiter.check()
