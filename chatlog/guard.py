@@ -35,7 +35,8 @@ def websocket_options(settings: Settings) -> dict[str, Any]:
     one (a decompression bomb) and costs CPU per frame for short chat lines.
     """
     return {
-        "max_msg_size": settings.max_message_bytes,
+        # aiohttp refuses a message of max_msg_size bytes or more; ours is the largest accepted.
+        "max_msg_size": settings.max_message_bytes + 1,
         "heartbeat": settings.heartbeat or None,
         "compress": False,
         "timeout": CLOSE_TIMEOUT,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 import struct
@@ -114,6 +115,15 @@ class RawClient:
                 got = await self.read_frame(timeout)
                 if got is None or got.opcode == CLOSE:
                     return got
+
+    async def close_code(self, timeout: float = 10.0) -> int | None:
+        """Wait for the server's close frame, echo it as a polite peer does; return its code."""
+        got = await self.until_close(timeout)
+        if got is None:
+            return None
+        with contextlib.suppress(ConnectionError):
+            await self.send(frame(CLOSE, got.payload[:2]))
+        return got.close_code
 
     async def eof(self, timeout: float = 10.0) -> None:
         """Read and drop everything until the server drops the TCP connection."""
