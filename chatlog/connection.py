@@ -105,7 +105,7 @@ class Session:
     async def run(self, *, since: int | None, client_epoch: str | None) -> None:
         rt, client = self.rt, self.client
         try:
-            await rt.writer.execute(
+            await self._presence(
                 store.open_connection(client.ws_id, client.room, rt.node, client.remote)
             )
         except WriterClosed:
@@ -115,8 +115,9 @@ class Session:
             # Set before joining the hub, so the room sees the user and the user's own list
             # (sent by _greet) includes itself.
             client.alias = self.user
-            aliases = await rt.writer.execute(store.set_alias(client.ws_id, client.room, self.user))
-            rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
+            aliases = await self._presence(store.set_alias(client.ws_id, client.room, self.user))
+            if aliases is not None:
+                rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
         client.start()
         # Hold live frames from the moment the client is in the hub until the backlog is
         # queued: whatever commits in between is either in the backlog or released after it.
@@ -229,13 +230,28 @@ class Session:
             if self.user is not None and frame.name != self.user:
                 await self._refuse("alias-locked", _LOCKED_MESSAGE, text)
                 return
+            aliases = await self._presence(store.set_alias(client.ws_id, client.room, frame.name))
+            if aliases is None:
+                client.send(protocol.error_frame("store-failed", "the alias was not stored"))
+                return
             client.alias = frame.name
-            aliases = await self.rt.writer.execute(
-                store.set_alias(client.ws_id, client.room, frame.name)
-            )
             self.rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
         else:
             await self._history(frame)
+
+    async def _presence(self, op: store.Op) -> Any:
+        """Run a presence write; ``None`` when the database refuses it (disk full, read-only).
+
+        Presence is secondary to the log: a socket that cannot get its row still reads
+        history and resumes; the next start-up sweep removes rows left behind.
+        """
+        try:
+            return await self.rt.writer.execute(op)
+        except WriterClosed:
+            raise
+        except Exception as exc:
+            log.warning("presence write for %s failed: %s", self.ws_id, str(exc)[:200])
+            return None
 
     async def _refuse(self, code: str, message: str, text: str) -> None:
         await self._record(code, f"{message}: {text[:200]!r}")
@@ -261,7 +277,7 @@ class Session:
         rt, client = self.rt, self.client
         rt.hub.remove(client)
         try:
-            aliases = await rt.writer.execute(store.close_connection(client.ws_id, client.room))
+            aliases = await self._presence(store.close_connection(client.ws_id, client.room))
         except WriterClosed:
             aliases = None  # shutting down: the next start-up sweeps the row
         if aliases is not None and client.alias is not None:

@@ -49,9 +49,11 @@ def free_port() -> int:
 class Server:
     """``python -m chatlog serve`` as a subprocess, logging to a file (a pipe could fill up)."""
 
-    def __init__(self, db: Path, *args: str) -> None:
+    def __init__(self, db: Path, *args: str, prefix: tuple[str, ...] = ()) -> None:
         self.db = db
         self.args = args
+        #: A command the server runs under, e.g. ``("fiu-run", "-x")`` for fault injection.
+        self.prefix = prefix
         self.port = free_port()
         self.log = db.with_suffix(".log")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -69,7 +71,12 @@ class Server:
         began = time.monotonic()
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "chatlog", "serve", "--db", str(self.db), *self.port_args],
+                [
+                    *self.prefix,
+                    sys.executable,
+                    *("-m", "chatlog", "serve", "--db", str(self.db)),
+                    *self.port_args,
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
