@@ -14,6 +14,7 @@ from chatlog import db, protocol, store
 from chatlog.connection import websocket_handler
 from chatlog.guard import Guard
 from chatlog.hub import Hub
+from chatlog.limits import watch_stalled
 from chatlog.retention import Policy, run_periodically
 from chatlog.settings import Settings
 from chatlog.state import GUARD, RUNTIME, SETTINGS, Runtime
@@ -72,9 +73,12 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
             retention_task = asyncio.create_task(
                 run_periodically(writer.execute, engine, policy, settings.retain_every)
             )
+        # Slow consumers whose socket stopped taking writes (send deadline).
+        watchdog = asyncio.create_task(watch_stalled(hub, settings.send_timeout))
         try:
             yield
         finally:
+            watchdog.cancel()
             if retention_task is not None:
                 retention_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

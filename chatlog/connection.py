@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import secrets
+import socket
+import struct
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chatlog import protocol, store
-from chatlog.guard import websocket_options
+from chatlog.guard import bound_send_buffer, websocket_options
 from chatlog.hub import CLOSE_SLOW_CONSUMER, Client
 from chatlog.limits import RateLimiter, Verdict
 from chatlog.retention import room_floor
@@ -64,12 +67,27 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     admission = request.app[GUARD].admit(request, room)
     try:
         ws = web.WebSocketResponse(**websocket_options(runtime.settings))
+        bound_send_buffer(request)
         await ws.prepare(request)
         session = Session(runtime, ws, room=room, remote=request.remote, user=admission.user)
+        session.transport = request.transport
         await session.run(since=since, client_epoch=request.query.get("epoch"))
         return ws
     finally:
         admission.release()
+        _drop_if_stalled(request.transport)
+
+
+def _drop_if_stalled(transport: asyncio.BaseTransport | None) -> None:
+    """Abort a socket whose peer stopped reading: ``close()`` would first wait to flush
+    what is buffered, which such a peer never takes, and the socket would stay open."""
+    if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Linger 0: reset now, so the kernel frees the unread send buffer at once too.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
 
 
 class Session:
@@ -88,6 +106,8 @@ class Session:
         self.ws = ws
         #: The token's user when auth is on: the alias, fixed for the connection's life.
         self.user = user
+        #: The TCP transport, to drop a peer that stopped reading (see _kick_slow).
+        self.transport: asyncio.BaseTransport | None = None
         self.limiter = RateLimiter(runtime.settings.rate, runtime.settings.burst)
         self.client = Client(
             ws,
@@ -192,7 +212,7 @@ class Session:
             elif msg.type is WSMsgType.ERROR:
                 break
         exc = self.ws.exception()
-        if exc is not None:
+        if exc is not None and not self.client.closing:
             # Also when aiohttp failed the socket while no read was waiting (a missed pong).
             # The detail starts with the close code aiohttp sent (1002, 1007, 1009).
             await self._record("protocol-error", f"{getattr(exc, 'code', '?')}: {exc}")
@@ -270,8 +290,16 @@ class Session:
         self.rt.hub.spawn(self._kick_slow())
 
     async def _kick_slow(self) -> None:
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+            # The peer is not reading at all: a close frame would wait behind the data it
+            # does not take, so reset the connection now.
+            await self._record("slow-consumer", "not reading; connection reset")
+            _drop_if_stalled(transport)
+            return
         await self._record("slow-consumer", "outgoing queue overflowed")
         await self.client.close(CLOSE_SLOW_CONSUMER, "too slow to keep up")
+        _drop_if_stalled(transport)
 
     async def _leave(self) -> None:
         rt, client = self.rt, self.client

@@ -9,8 +9,10 @@ so test apps (the Autobahn echo endpoint) run with exactly the production settin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -25,6 +27,9 @@ from chatlog.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Kernel send buffer per socket. A fixed size turns off Linux's autotuning, which lets one
+#: stalled reader's socket absorb up to 4 MiB (tcp_wmem max) before the server notices.
+SEND_BUFFER_BYTES = 128 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
@@ -41,6 +46,16 @@ def websocket_options(settings: Settings) -> dict[str, Any]:
         "compress": False,
         "timeout": CLOSE_TIMEOUT,
     }
+
+
+def bound_send_buffer(request: web.BaseRequest) -> None:
+    """Fix the socket's kernel send buffer, so a peer that stops reading stalls within
+    ~``SEND_BUFFER_BYTES`` (x2, as the kernel counts) and its queue overflow is seen soon."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
 
 
 def normalize_origin(value: str) -> str | None:

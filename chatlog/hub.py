@@ -54,6 +54,9 @@ class Client:
         self._task: asyncio.Task[None] | None = None
         # While resuming, live frames wait here until the backlog has been queued.
         self._held: list[tuple[int, bytes]] | None = None
+        #: Loop time at which the batch being written started; None while idle. A peer that
+        #: stops reading blocks the write, and Hub.kick_stalled closes it after a deadline.
+        self.writing_since: float | None = None
 
     @property
     def author(self) -> str:
@@ -96,13 +99,16 @@ class Client:
 
     async def _drain(self) -> None:
         ws = self.ws
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 batch = await self._queue.get()
                 if batch is None or ws.closed:
                     return
+                self.writing_since = loop.time()
                 for frame in batch:
                     await ws.send_frame(frame, WSMsgType.TEXT)
+                self.writing_since = None
         except (ConnectionError, RuntimeError) as exc:
             log.debug("writer of %s stopped: %s", self.ws_id, exc)
 
@@ -180,6 +186,18 @@ class Hub:
             for client in list(room.values()):
                 client.send_chat(message.id, frame)
             self.delivered += len(room)
+
+    def kick_stalled(self, deadline: float) -> int:
+        """Close, as slow consumers, clients whose socket has not taken a write for
+        ``deadline`` seconds; return how many."""
+        now, kicked = asyncio.get_running_loop().time(), 0
+        for client in list(self.clients()):
+            since = client.writing_since
+            if not client.closing and since is not None and now - since > deadline:
+                client.closing = True
+                client._on_overflow(client)
+                kicked += 1
+        return kicked
 
     def find(self, room: str, ws_id: str) -> Client | None:
         return self.rooms.get(room, {}).get(ws_id)

@@ -33,6 +33,11 @@ _OPTIONS = (
         type=float,
         help="Seconds a connection has to send its HTTP request (10).",
     ),
+    click.option(
+        "--send-timeout",
+        type=float,
+        help="Seconds a peer may leave our writes unread before it is closed with 1013 (5).",
+    ),
 )
 
 

@@ -63,6 +63,8 @@ class Settings:
     max_connections_per_ip: int = 256
     #: Seconds a new TCP connection has to send its complete HTTP request (slowloris guard).
     handshake_timeout: float = 10.0
+    #: Seconds a socket may refuse our writes (peer not reading) before it is closed (1013).
+    send_timeout: float = 5.0
 
     @property
     def url(self) -> str:
@@ -108,8 +110,8 @@ class Settings:
             raise SettingsError("rate must be 0 (off) or positive, and burst at least 1")
         if min(self.max_connections, self.max_connections_per_ip) < 0:
             raise SettingsError("max-connections and max-connections-per-ip must be 0 or more")
-        if self.handshake_timeout <= 0:
-            raise SettingsError("handshake-timeout must be a positive number of seconds")
+        if min(self.handshake_timeout, self.send_timeout) <= 0:
+            raise SettingsError("handshake-timeout and send-timeout must be positive seconds")
         if self.auth_secret is not None and len(self.auth_secret) < 16:
             raise SettingsError("auth-secret must be at least 16 characters")
         if self.log_format not in ("text", "json"):

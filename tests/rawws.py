@@ -66,7 +66,10 @@ class RawClient:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (host, port))
-        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        # A small stream limit too: asyncio would otherwise read up to 2x the limit into user
+        # space on its own, and the client would not look slow to the server at all.
+        limit = 1 << 20 if rcvbuf is None else max(rcvbuf, 1024)
+        reader, writer = await asyncio.open_connection(sock=sock, limit=limit)
         client = cls(reader, writer)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
@@ -128,8 +131,9 @@ class RawClient:
     async def eof(self, timeout: float = 10.0) -> None:
         """Read and drop everything until the server drops the TCP connection."""
         async with asyncio.timeout(timeout):
-            while await self.reader.read(65536):
-                pass
+            with contextlib.suppress(ConnectionError):
+                while await self.reader.read(65536):
+                    pass
 
     def close(self) -> None:
         self.writer.close()
