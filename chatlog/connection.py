@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chatlog import protocol, store
-from chatlog.guard import bound_send_buffer, websocket_options
+from chatlog.guard import answer_close, bound_send_buffer, websocket_options
 from chatlog.hub import CLOSE_SLOW_CONSUMER, Client
 from chatlog.limits import RateLimiter, Verdict
 from chatlog.retention import room_floor
@@ -211,6 +211,7 @@ class Session:
                 return
             elif msg.type is WSMsgType.ERROR:
                 break
+        await answer_close(self.ws)
         exc = self.ws.exception()
         if exc is not None and not self.client.closing:
             # Also when aiohttp failed the socket while no read was waiting (a missed pong).

@@ -45,7 +45,25 @@ def websocket_options(settings: Settings) -> dict[str, Any]:
         "heartbeat": settings.heartbeat or None,
         "compress": False,
         "timeout": CLOSE_TIMEOUT,
+        # We answer the peer's close frame ourselves (answer_close): aiohttp 3.14.5 answers
+        # the reserved code 1006 with 1000 where RFC 6455 wants 1002 (Autobahn 7.9.5).
+        "autoclose": False,
     }
+
+
+def close_reply(code: int | None) -> int:
+    """The code to answer a peer's close frame with: 1000, or 1002 (protocol error) for a
+    code RFC 6455 section 7.4 forbids on the wire."""
+    if not code or code == 1005:  # an empty close frame
+        return 1000
+    reserved = code < 1000 or code in (1004, 1005, 1006, 1015) or 1016 <= code < 3000
+    return 1002 if reserved or code >= 5000 else 1000
+
+
+async def answer_close(ws: web.WebSocketResponse) -> None:
+    """Complete the closing handshake the peer started (``autoclose`` is off)."""
+    if not ws.closed:
+        await ws.close(code=close_reply(ws.close_code), drain=False)
 
 
 def bound_send_buffer(request: web.BaseRequest) -> None:

@@ -59,9 +59,7 @@ def scalar(db: Path, sql: str) -> object:
 
 async def test_slow_reader_is_closed_and_the_rest_keep_up(tmp_path: Path) -> None:
     """50 readers at 300 msg/s get every message; the stalled one is dropped within seconds."""
-    server = Server(
-        tmp_path / "slow.db", "--rate", "0", "--heartbeat", "0", "--send-timeout", "2"
-    )
+    server = Server(tmp_path / "slow.db", "--rate", "0", "--heartbeat", "0", "--send-timeout", "2")
     server.start()
     try:
         proc = psutil.Process(server.pid)
