@@ -361,11 +361,16 @@ async def _read_all(ws: aiohttp.ClientWebSocketResponse, into: list[str]) -> Non
 
 
 async def test_handshake_deadline_drops_slow_headers_not_sockets(tmp_path: Path) -> None:
-    """`serve --handshake-timeout 1`: a trickled request is dropped; a live socket stays open."""
+    """`serve --handshake-timeout 1`: trickled and idle requests are dropped, live sockets stay."""
     server = ServerProcess(tmp_path / "slow.db", "--handshake-timeout", "1").start()
     try:
         async with aiohttp.ClientSession() as session:
             ws = await session.ws_connect(server.url)
+            # 200 connections that never finish (or never start) their request...
+            idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(200)]
+            for n, (_, idle_writer) in enumerate(idle):
+                idle_writer.write(b"GET /ws HTTP/1.1\r\n" if n % 2 else b"")
+            idle_began = time.monotonic()
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             writer.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             began = time.monotonic()
@@ -389,7 +394,17 @@ async def test_handshake_deadline_drops_slow_headers_not_sockets(tmp_path: Path)
             async with asyncio.timeout(5):
                 while b64("after the deadline") not in await ws.receive_str():
                     pass
-            print(f"slow request dropped after {closed_after:.2f}s (deadline 1s)")
+            # ...are all closed by the server too.
+            async with asyncio.timeout(10):
+                for idle_reader, _ in idle:
+                    assert await idle_reader.read(100) == b""
+            idle_closed = time.monotonic() - idle_began
+            for _, idle_writer in idle:
+                idle_writer.close()
+            print(
+                f"slow request dropped after {closed_after:.2f}s, 200 idle connections all "
+                f"closed within {idle_closed:.2f}s (deadline 1s)"
+            )
             await ws.close()
     finally:
         server.kill()
