@@ -12,11 +12,13 @@ from aiohttp import WSCloseCode, web
 
 from chatlog import db, health, protocol, store
 from chatlog.connection import websocket_handler
+from chatlog.guard import Guard
 from chatlog.hub import Hub
+from chatlog.limits import watch_stalled
 from chatlog.metrics import Metrics
 from chatlog.retention import Policy, run_periodically
 from chatlog.settings import Settings
-from chatlog.state import METRICS, RUNTIME, SETTINGS, Runtime
+from chatlog.state import GUARD, METRICS, RUNTIME, SETTINGS, Runtime
 from chatlog.store import NewMessage, Writer
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[GUARD] = Guard(settings)
     app.cleanup_ctx.append(runtime_ctx)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", websocket_handler)
@@ -83,10 +86,13 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
             retention_task = asyncio.create_task(
                 run_periodically(writer.execute, engine, policy, settings.retain_every)
             )
+        # Slow consumers whose socket stopped taking writes (send deadline).
+        watchdog = asyncio.create_task(watch_stalled(hub, settings.send_timeout))
         try:
             yield
         finally:
             metrics.detach()
+            watchdog.cancel()
             if retention_task is not None:
                 retention_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -11,6 +11,8 @@ from aiohttp import web
 from chatlog import db
 from chatlog.app import create_app
 from chatlog.cli_common import build_settings, db_option, db_url
+from chatlog.guard import RedactingAccessLogger
+from chatlog.limits_cli import security_options, security_overrides
 from chatlog.logs import setup_logging
 from chatlog.loops import EVENT_LOOPS, new_event_loop
 from chatlog.settings import SYNCHRONOUS_LEVELS, Settings, SettingsError
@@ -48,6 +50,7 @@ def main() -> None:
 @click.option("--retain-messages", type=int, help="Keep only the newest N messages per room.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
 @click.option("--event-loop", type=click.Choice(EVENT_LOOPS), help="asyncio (default) or uvloop.")
+@security_options
 def serve(**flags: Any) -> None:
     """Run the chat server; the database is created and migrated on start.
 
@@ -57,7 +60,7 @@ def serve(**flags: Any) -> None:
     Example:
         chatlog serve --host 0.0.0.0 --port 8080 --db chat.db
     """
-    settings = build_settings(**flags)
+    settings = build_settings(**security_overrides(flags))
     setup_logging(settings.log_format, settings.log_level)
     try:
         asyncio.run(_preflight(settings))
@@ -80,6 +83,10 @@ def serve(**flags: Any) -> None:
         print=lambda text: click.echo(text, err=True),
         shutdown_timeout=10.0,
         loop=loop,
+        # aiohttp arms this timer when a connection opens and closes it if no complete
+        # request has arrived by then: the handshake deadline (slowloris guard).
+        keepalive_timeout=settings.handshake_timeout,
+        access_log_class=RedactingAccessLogger,
     )
 
 
@@ -172,3 +179,6 @@ from chatlog.bench import bench  # noqa: E402
 main.add_command(purge_command)
 main.add_command(vacuum_command)
 main.add_command(bench)
+from chatlog.token_cli import token_group  # noqa: E402
+
+main.add_command(token_group)

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import secrets
+import socket
+import struct
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chatlog import protocol, store
-from chatlog.hub import CLOSE_SLOW_CONSUMER, CLOSE_TIMEOUT, Client
+from chatlog.guard import answer_close, bound_send_buffer, websocket_options
+from chatlog.hub import CLOSE_SLOW_CONSUMER, Client
+from chatlog.limits import RateLimiter, Verdict
 from chatlog.retention import room_floor
-from chatlog.state import RUNTIME, Runtime
+from chatlog.state import GUARD, RUNTIME, Runtime
 from chatlog.store import NewMessage, WriterClosed
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,10 @@ DEFAULT_ROOM = "main"
 MAX_ROOM_CHARS = 64
 #: Backlog rows read and queued at a time during a resume.
 RESUME_PAGE = 500
+
+
+_RATE_MESSAGE = "too many frames; slow down (the frame was not processed)"
+_LOCKED_MESSAGE = "the alias is fixed by your token"
 
 
 def new_ws_id() -> str:
@@ -54,17 +63,31 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     """``GET /ws`` (and the original's ``/csp/user/Chat.Server.cls``)."""
     runtime = request.app[RUNTIME]
     room, since = _room(request), _since(request)
-    settings = runtime.settings
-    ws = web.WebSocketResponse(
-        max_msg_size=settings.max_message_bytes,
-        heartbeat=settings.heartbeat or None,
-        compress=False,
-        timeout=CLOSE_TIMEOUT,
-    )
-    await ws.prepare(request)
-    session = Session(runtime, ws, room=room, remote=request.remote)
-    await session.run(since=since, client_epoch=request.query.get("epoch"))
-    return ws
+    # Origin, token and connection caps are checked before the upgrade (403/401/429/503).
+    admission = request.app[GUARD].admit(request, room)
+    try:
+        ws = web.WebSocketResponse(**websocket_options(runtime.settings))
+        bound_send_buffer(request)
+        await ws.prepare(request)
+        session = Session(runtime, ws, room=room, remote=request.remote, user=admission.user)
+        session.transport = request.transport
+        await session.run(since=since, client_epoch=request.query.get("epoch"))
+        return ws
+    finally:
+        admission.release()
+        _drop_if_stalled(request.transport)
+
+
+def _drop_if_stalled(transport: asyncio.BaseTransport | None) -> None:
+    """Abort a socket whose peer stopped reading: ``close()`` would first wait to flush
+    what is buffered, which such a peer never takes, and the socket would stay open."""
+    if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Linger 0: reset now, so the kernel frees the unread send buffer at once too.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:
@@ -76,10 +99,21 @@ class Session:
     """The life of one connection."""
 
     def __init__(
-        self, runtime: Runtime, ws: web.WebSocketResponse, *, room: str, remote: str | None
+        self,
+        runtime: Runtime,
+        ws: web.WebSocketResponse,
+        *,
+        room: str,
+        remote: str | None,
+        user: str | None = None,
     ) -> None:
         self.rt = runtime
         self.ws = ws
+        #: The token's user when auth is on: the alias, fixed for the connection's life.
+        self.user = user
+        #: The TCP transport, to drop a peer that stopped reading (see _kick_slow).
+        self.transport: asyncio.BaseTransport | None = None
+        self.limiter = RateLimiter(runtime.settings.rate, runtime.settings.burst)
         self.client = Client(
             ws,
             ws_id=new_ws_id(),
@@ -110,6 +144,13 @@ class Session:
         except WriterClosed:
             await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
             return
+        if self.user is not None:
+            # Set before joining the hub, so the room sees the user and the user's own list
+            # (sent by _greet) includes itself.
+            client.alias = self.user
+            aliases = await self._presence(store.set_alias(client.ws_id, client.room, self.user))
+            if aliases is not None:
+                rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
         client.start()
         # Hold live frames from the moment the client is in the hub until the backlog is
         # queued: whatever commits in between is either in the backlog or released after it.
@@ -194,11 +235,24 @@ class Session:
                 await self.client.close(WSCloseCode.UNSUPPORTED_DATA, "text frames only")
                 return
             elif msg.type is WSMsgType.ERROR:
-                exc = self.ws.exception()
-                await self._record("protocol-error", str(exc))
-                return
+                break
+        await answer_close(self.ws)
+        exc = self.ws.exception()
+        if exc is not None and not self.client.closing:
+            # Also when aiohttp failed the socket while no read was waiting (a missed pong).
+            # The detail starts with the close code aiohttp sent (1002, 1007, 1009).
+            await self._record("protocol-error", f"{getattr(exc, 'code', '?')}: {exc}")
 
     async def _on_text(self, text: str) -> None:
+        verdict = self.limiter.check()
+        if verdict is Verdict.REFUSE:
+            # No errors row per refused frame: a flood must not become a flood of rows.
+            self.client.send(protocol.error_frame("rate-limited", _RATE_MESSAGE))
+            return
+        if verdict is Verdict.CLOSE:
+            await self._record("flood", f"{self.limiter.refusals} frames over the rate limit")
+            await self.client.close(WSCloseCode.POLICY_VIOLATION, "flooding")
+            return
         try:
             frame = protocol.parse_client_frame(text)
         except protocol.ProtocolError as exc:
@@ -219,13 +273,31 @@ class Session:
                 )
             )
         elif isinstance(frame, protocol.Alias):
+            if self.user is not None and frame.name != self.user:
+                await self._refuse("alias-locked", _LOCKED_MESSAGE, text)
+                return
+            aliases = await self._presence(store.set_alias(client.ws_id, client.room, frame.name))
+            if aliases is None:
+                client.send(protocol.error_frame("store-failed", "the alias was not stored"))
+                return
             client.alias = frame.name
-            aliases = await self.rt.writer.execute(
-                store.set_alias(client.ws_id, client.room, frame.name)
-            )
             self.rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
         else:
             await self._history(frame)
+
+    async def _presence(self, op: store.Op) -> Any:
+        """Run a presence write; ``None`` when the database refuses it (disk full, read-only).
+
+        Presence is secondary to the log: a socket that cannot get its row still reads
+        history and resumes; the next start-up sweep removes rows left behind.
+        """
+        try:
+            return await self.rt.writer.execute(op)
+        except WriterClosed:
+            raise
+        except Exception as exc:
+            log.warning("presence write for %s failed: %s", self.ws_id, str(exc)[:200])
+            return None
 
     async def _refuse(self, code: str, message: str, text: str) -> None:
         await self._record(code, f"{message}: {text[:200]!r}")
@@ -250,14 +322,22 @@ class Session:
         self.rt.hub.spawn(self._kick_slow())
 
     async def _kick_slow(self) -> None:
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+            # The peer is not reading at all: a close frame would wait behind the data it
+            # does not take, so reset the connection now.
+            await self._record("slow-consumer", "not reading; connection reset")
+            _drop_if_stalled(transport)
+            return
         await self._record("slow-consumer", "outgoing queue overflowed")
         await self.client.close(CLOSE_SLOW_CONSUMER, "too slow to keep up")
+        _drop_if_stalled(transport)
 
     async def _leave(self) -> None:
         rt, client = self.rt, self.client
         rt.hub.remove(client)
         try:
-            aliases = await rt.writer.execute(store.close_connection(client.ws_id, client.room))
+            aliases = await self._presence(store.close_connection(client.ws_id, client.room))
         except WriterClosed:
             aliases = None  # shutting down: the next start-up sweeps the row
         if aliases is not None and client.alias is not None:

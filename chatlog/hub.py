@@ -131,6 +131,9 @@ class Client:
         self._task: asyncio.Task[None] | None = None
         # While resuming, live frames wait here until the backlog has been queued.
         self._held: list[tuple[int, bytes]] | None = None
+        #: Loop time at which the batch being written started; None while idle. A peer that
+        #: stops reading blocks the write, and Hub.kick_stalled closes it after a deadline.
+        self.writing_since: float | None = None
 
     @property
     def author(self) -> str:
@@ -212,12 +215,17 @@ class Client:
                     item = pending.popleft()
                     if item is None or ws.closed:
                         return
+                    self.writing_since = loop.time()
                     for frame in item[0]:
                         await ws.send_frame(frame, WSMsgType.TEXT)
+                    self.writing_since = None
                     continue
                 transport, proto = self._raw
                 if proto.writing_paused:
+                    # The peer is not taking our bytes: Hub.kick_stalled closes it after a while.
+                    self.writing_since = loop.time()
                     await _writable(proto)
+                    self.writing_since = None
                     continue
                 chunks: list[bytes] = []
                 size, stop = 0, False
@@ -332,6 +340,18 @@ class Hub:
         # list(): a client that overflows is removed from the room during the loop.
         for client in list(room.values()):
             client.send_chat(ids, item)
+
+    def kick_stalled(self, deadline: float) -> int:
+        """Close, as slow consumers, clients whose socket has not taken a write for
+        ``deadline`` seconds; return how many."""
+        now, kicked = asyncio.get_running_loop().time(), 0
+        for client in list(self.clients()):
+            since = client.writing_since
+            if not client.closing and since is not None and now - since > deadline:
+                client.closing = True
+                client._on_overflow(client)
+                kicked += 1
+        return kicked
 
     def find(self, room: str, ws_id: str) -> Client | None:
         return self.rooms.get(room, {}).get(ws_id)

@@ -161,13 +161,33 @@ def parse_client_frame(text: str) -> ClientFrame:
     return _history(obj["History"])
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def _chat(obj: dict[str, Any]) -> Chat:
+    # A NUL is legal JSON (\u0000) but truncates text in C APIs and in SQLite's length(),
+    # so a relayed key holding one would look different in SQL than on the wire.
+    if _has_nul(obj):
+        raise ProtocolError("invalid-text", "the frame holds a NUL character")
     body = obj["Message"]
     if not isinstance(body, str):
         raise ProtocolError("bad-type", '"Message" must be a base64 string')
     nonce = obj.get("Nonce")
-    if nonce is not None and (not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_NONCE_CHARS):
-        raise ProtocolError("bad-type", f'"Nonce" must be a string of 1 to {MAX_NONCE_CHARS} chars')
+    if nonce is not None and (
+        not isinstance(nonce, str)
+        or not 0 < len(nonce) <= MAX_NONCE_CHARS
+        or not nonce.isprintable()
+    ):
+        raise ProtocolError(
+            "bad-type", f'"Nonce" must be a string of 1 to {MAX_NONCE_CHARS} printable chars'
+        )
     return Chat(fields=obj, body=body, text=decode_body(body), nonce=nonce)
 
 

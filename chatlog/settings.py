@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: Variables not named CHATLOG_<FIELD>: the flag is ``--allowed-origin``, repeatable.
+_ENV_NAMES = {"allowed_origins": "CHATLOG_ALLOWED_ORIGIN"}
 
 
 class SettingsError(ValueError):
@@ -49,7 +51,22 @@ class Settings:
     log_level: str = "INFO"
     #: ``asyncio`` or ``uvloop`` (measured: about 6 % less server CPU per delivery).
     event_loop: str = "asyncio"
+    #: Origins (besides the server's own) whose pages may open sockets; see chatlog.guard.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    #: Secret that signs access tokens; set, every handshake needs one (``None``: no auth).
+    auth_secret: str | None = None
+    #: Frames per second one connection may send (token bucket; 0 turns the limit off).
+    rate: float = 50.0
+    #: Frames a connection may send at once before ``rate`` applies.
+    burst: int = 200
+    #: Most open sockets in total (0: no cap); beyond it handshakes get 503.
+    max_connections: int = 10_000
+    #: Most open sockets per remote address (0: no cap); beyond it handshakes get 429.
+    max_connections_per_ip: int = 256
+    #: Seconds a new TCP connection has to send its complete HTTP request (slowloris guard).
+    handshake_timeout: float = 10.0
+    #: Seconds a socket may refuse our writes (peer not reading) before it is closed (1013).
+    send_timeout: float = 5.0
 
     @property
     def url(self) -> str:
@@ -62,7 +79,7 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            raw = env.get(f"CHATLOG_{f.name.upper()}")
+            raw = env.get(_ENV_NAMES.get(f.name, f"CHATLOG_{f.name.upper()}"))
             if raw is not None and raw != "":
                 values[f.name] = _coerce(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -93,6 +110,14 @@ class Settings:
             raise SettingsError("retain-every must be a positive number of seconds")
         if self.event_loop not in ("asyncio", "uvloop"):
             raise SettingsError("event-loop must be 'asyncio' or 'uvloop'")
+        if self.rate < 0 or self.burst < 1:
+            raise SettingsError("rate must be 0 (off) or positive, and burst at least 1")
+        if min(self.max_connections, self.max_connections_per_ip) < 0:
+            raise SettingsError("max-connections and max-connections-per-ip must be 0 or more")
+        if min(self.handshake_timeout, self.send_timeout) <= 0:
+            raise SettingsError("handshake-timeout and send-timeout must be positive seconds")
+        if self.auth_secret is not None and len(self.auth_secret) < 16:
+            raise SettingsError("auth-secret must be at least 16 characters")
         if self.log_format not in ("text", "json"):
             raise SettingsError("log-format must be 'text' or 'json'")
         database_url(self.db)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chatlog.guard import Guard
 from chatlog.hub import Hub
 from chatlog.metrics import Metrics
 from chatlog.settings import Settings
@@ -32,3 +33,5 @@ class Runtime:
 SETTINGS = web.AppKey("settings", Settings)
 RUNTIME = web.AppKey("runtime", Runtime)
 METRICS = web.AppKey("metrics", Metrics)
+#: The pre-upgrade checks and connection counts (Origin, token, caps).
+GUARD = web.AppKey("guard", Guard)
