@@ -443,11 +443,14 @@ async def test_server_restart_every_message_once_in_order(browser: Browser, tmp_
         await bob.say("before 2")
         await eventually(alice.texts, ["before 1", "before 2"])
 
+        # bob's browser goes offline: it waits for "online", so it surely misses "after 1-5";
+        # alice retries with backoff and comes back whenever the server is up again.
+        await bob.page.context.set_offline(True)
         server.kill()
-        for page in (alice, bob):
-            await expect(page.page.locator("#headline")).to_have_attribute(
-                "data-state", re.compile("^(reconnecting|error)$")
-            )
+        await expect(alice.page.locator("#headline")).to_have_attribute(
+            "data-state", re.compile("^(reconnecting|error)$")
+        )
+        await expect(bob.page.locator("#headline")).to_have_attribute("data-state", "disconnected")
         await alice.say("typed while the server was down")
         await expect(alice.page.locator("#outbox .text")).to_have_text(
             ["typed while the server was down"]
@@ -456,7 +459,9 @@ async def test_server_restart_every_message_once_in_order(browser: Browser, tmp_
         async with aiohttp.ClientSession() as http:
             raw = await ChatClient.connect(http, server.url + "?room=r")
             for n in range(1, 6):
-                await raw.say(f"after {n}")  # most likely before the pages are back
+                await raw.say(f"after {n}")
+            await raw.recv_chat("after 5")
+            await bob.page.context.set_offline(False)
             for page in (alice, bob):
                 await page.connected()
             for n in range(6, 11):
@@ -474,6 +479,51 @@ async def test_server_restart_every_message_once_in_order(browser: Browser, tmp_
             resumed = [s for s in page.sockets if "since=" in s]
             assert resumed and "epoch=" in resumed[-1], page.sockets
             page.assert_clean("ERR_CONNECTION_REFUSED")  # Chromium logs each failed retry
+    finally:
+        server.kill()
+
+
+async def test_resume_past_the_limit_and_a_replaced_log(browser: Browser, tmp_path: Path) -> None:
+    """Too many missed messages: the page says so and shows the newest page, each once; a
+    replaced database (new epoch): the page drops the old log and shows the new one."""
+    first, second = tmp_path / "first.db", tmp_path / "second.db"
+    server = ServerProcess(first, "--resume-max", "5", port=free_port()).start()
+    try:
+        page = await ChatPage.open(browser, f"{server.http}/?room=big")
+        await page.say("seen before the drop")
+        await eventually(page.texts, ["seen before the drop"])
+        # Offline, the page waits for the browser's "online" event instead of retrying, so the
+        # messages below are surely sent while it is away.
+        await page.page.context.set_offline(True)
+        server.kill()
+        await expect(page.page.locator("#headline")).to_have_attribute("data-state", "disconnected")
+        await expect(page.page.locator("#headline")).to_contain_text("offline")
+        server.start()
+        async with aiohttp.ClientSession() as http:
+            raw = await ChatClient.connect(http, server.url + "?room=big")
+            for n in range(1, 13):
+                await raw.say(f"missed {n}")
+            await raw.recv_chat("missed 12")
+            await raw.close()
+        await page.page.context.set_offline(False)
+        await page.connected()
+        await expect(page.page.locator("#notice-text")).to_contain_text("More than 5 messages")
+        stored = rows(first, "select id, author, text from messages order by id")
+        await eventually(page.messages, [(i, a, t) for i, a, t in stored])
+        assert len(stored) == 13
+
+        server.kill()
+        server.db = str(second)  # same port, another log: a new epoch
+        server.start()
+        async with aiohttp.ClientSession() as http:
+            raw = await ChatClient.connect(http, server.url + "?room=big")
+            await raw.say("first message of the new log")
+            await raw.recv_chat("first message of the new log")
+            await raw.close()
+        await page.connected()
+        await expect(page.page.locator("#notice-text")).to_contain_text("log was replaced")
+        await eventually(page.messages, [(1, "unknown", "first message of the new log")])
+        page.assert_clean("ERR_CONNECTION_REFUSED")
     finally:
         server.kill()
 

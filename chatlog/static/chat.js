@@ -56,7 +56,10 @@
     coveredTo: 0,
     // True once the newest page is in: from then on reconnects resume with `since`.
     loaded: false,
-    history: null, // the outstanding History request: {initial, head}
+    // History requests sent on this socket and not answered yet, oldest first: the server
+    // answers them in order. A request made before the conversation was cleared is marked
+    // stale and its answer dropped.
+    history: [], // {initial, head, stale}
     historyComplete: false,
     attempt: 0,
     timer: null,
@@ -226,7 +229,7 @@
 
   function dropped(event, opened) {
     state.wsid = "";
-    state.history = null;
+    state.history = [];
     updateOlder();
     if (event.code === 1008) {
       // Policy refusal (for example an Origin the server does not allow): retrying won't help.
@@ -238,6 +241,8 @@
     }
     if (!navigator.onLine) {
       setState("disconnected", "this device is offline; reconnecting when it is back");
+      // The "online" event reconnects at once; a slow retry covers a wrong onLine flag.
+      state.timer = setTimeout(reconnectNow, BACKOFF_MAX_MS);
       return;
     }
     const delay = backoff();
@@ -304,11 +309,13 @@
     state.everConnected = true;
     const head = Number.isSafeInteger(frame.Head) ? frame.Head : 0;
     const epoch = typeof frame.Epoch === "string" ? frame.Epoch : null;
-    if (state.loaded && state.epoch && epoch && epoch !== state.epoch) {
-      // Our IDs belong to a log that was replaced; the server replays the new one from its
-      // start, so start the conversation afresh.
+    if (state.epoch && epoch && epoch !== state.epoch) {
+      // The IDs shown belong to a log that was replaced: start the conversation afresh. A
+      // resuming socket (since=) gets the new log replayed from its start; a fresh one loads
+      // the newest page below.
+      const resuming = state.loaded;
       clearConversation();
-      state.loaded = true;
+      state.loaded = resuming;
       showNotice("The server's message log was replaced; the conversation is shown afresh.");
     }
     if (epoch) state.epoch = epoch;
@@ -341,23 +348,27 @@
     updateOlder();
   }
 
+  function historyWaiting() {
+    return state.history.some((request) => !request.stale);
+  }
+
   function requestHistory(before, request) {
-    if (state.history !== null) return;
+    if (historyWaiting()) return;
     if (sendFrame({ History: { Before: before, Limit: HISTORY_PAGE } })) {
-      state.history = request;
+      state.history.push({ ...request, stale: false });
       updateOlder();
     }
   }
 
   function requestOlder() {
-    if (!state.loaded || state.historyComplete || state.history !== null) return;
+    if (!state.loaded || state.historyComplete || historyWaiting()) return;
     const before = ids.length > 0 ? ids[0] : state.coveredTo + 1;
     requestHistory(before, { initial: false });
   }
 
   function onHistory(frame) {
-    const request = state.history || { initial: false };
-    state.history = null;
+    const request = state.history.shift() || { initial: false, stale: false };
+    if (request.stale) return; // asked about a conversation that has since been cleared
     const messages = Array.isArray(frame.Messages) ? frame.Messages : [];
     const scroller = ui.scroller;
     const heightBefore = scroller.scrollHeight;
@@ -507,13 +518,13 @@
     ids.length = 0;
     state.coveredTo = 0;
     state.loaded = false;
-    state.history = null;
+    for (const request of state.history) request.stale = true;
     state.historyComplete = false;
     updateOlder();
   }
 
   function updateOlder() {
-    const waiting = state.history !== null;
+    const waiting = historyWaiting();
     ui.older.hidden = !state.loaded || state.historyComplete || waiting;
     ui.olderStatus.textContent = waiting
       ? "Loading older messages…"
