@@ -73,6 +73,9 @@
     mine: new Set(),
     scrollQueued: false,
     stick: true,
+    // Whether the reader is at the newest message; kept across resizes (a notice appearing,
+    // the phone keyboard opening) so the newest message stays in view.
+    pinned: true,
   };
   const shown = new Map(); // message ID -> its <li>
   const ids = []; // the IDs in `shown`, ascending
@@ -510,6 +513,7 @@
   function scrollToBottom() {
     ui.scroller.scrollTop = ui.scroller.scrollHeight;
     ui.jump.hidden = true;
+    state.pinned = true;
   }
 
   function clearConversation() {
@@ -623,7 +627,8 @@
   });
 
   ui.scroller.addEventListener("scroll", () => {
-    if (atBottom()) ui.jump.hidden = true;
+    state.pinned = atBottom();
+    if (state.pinned) ui.jump.hidden = true;
     if (ui.scroller.scrollTop < EDGE_PX) requestOlder();
   }, { passive: true });
 
@@ -642,6 +647,9 @@
     ui.retry.hidden = true;
   });
   window.addEventListener("online", reconnectNow);
+  new ResizeObserver(() => {
+    if (state.pinned) ui.scroller.scrollTop = ui.scroller.scrollHeight;
+  }).observe(ui.scroller);
 
   ui.room.textContent = room;
   ui.name.value = state.name;
