@@ -7,21 +7,27 @@ import asyncio
 import base64
 import re
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, WebSocket, async_playwright, expect
+import pytest_asyncio
+from aiohttp import web
+from playwright.async_api import Browser, BrowserContext, Page, WebSocket, async_playwright, expect
 
+from chatlog.app import create_app
 from chatlog.page import CONTENT_SECURITY_POLICY
-from tests.conftest import Connect, skip_or_fail
+from chatlog.settings import Settings
+from tests.conftest import skip_or_fail
 from tests.servers import ServerProcess, free_port
 from tests.support import ChatClient, b64
 
-pytestmark = pytest.mark.browser
+# One Chromium for the whole module (launching it is most of a test's cost), so the tests share
+# the module's event loop; every test still gets its own server, database and browser contexts.
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -65,6 +71,8 @@ class ChatPage:
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         self.sockets: list[str] = []
+        #: Every frame the page sent, on any of its sockets.
+        self.sent: list[str] = []
         page.on("dialog", self._dialog)
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on("console", self._console)
@@ -80,16 +88,7 @@ class ChatPage:
 
     def _websocket(self, ws: WebSocket) -> None:
         self.sockets.append(ws.url)
-
-    @classmethod
-    async def open(
-        cls, browser: Browser, url: str, *, width: int = 1000, height: int = 640
-    ) -> ChatPage:
-        context = await browser.new_context(viewport={"width": width, "height": height})
-        chat = cls(await context.new_page())
-        await chat.page.goto(url)
-        await chat.connected()
-        return chat
+        ws.on("framesent", lambda payload: self.sent.append(str(payload)))
 
     async def connected(self) -> None:
         await expect(self.page.locator("#headline")).to_have_attribute("data-state", "connected")
@@ -129,7 +128,7 @@ class ChatPage:
         assert errors == [] and self.dialogs == []
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium() -> Path:
     """Debian's Chromium (Playwright's own browser download cannot work here)."""
     if not CHROMIUM.exists():
@@ -137,9 +136,9 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    """A headless Chromium driven by Playwright, on the test's event loop."""
+    """A headless Chromium driven by Playwright, shared by the module's tests."""
     async with async_playwright() as pw:
         launched = await pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
@@ -148,14 +147,62 @@ async def browser(chromium: Path) -> AsyncIterator[Browser]:
             await launched.close()
 
 
-def page_url(server: TestServer, room: str | None = None) -> str:
-    return str(server.make_url("/")) + (f"?room={room}" if room else "")
+class Pages:
+    """Opens chat pages, each in its own browser context (own localStorage); closes them all."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.contexts: list[BrowserContext] = []
+
+    async def open(self, url: str, *, width: int = 1000, height: int = 640) -> ChatPage:
+        context = await self.browser.new_context(viewport={"width": width, "height": height})
+        self.contexts.append(context)
+        chat = ChatPage(await context.new_page())
+        await chat.page.goto(url)
+        await chat.connected()
+        return chat
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def pages(browser: Browser) -> AsyncIterator[Pages]:
+    opened = Pages(browser)
+    try:
+        yield opened
+    finally:
+        for context in opened.contexts:
+            await context.close()
+
+
+class Site:
+    """A real chat server on a loopback port, over the test's own SQLite file."""
+
+    def __init__(self, port: int) -> None:
+        self.http = f"http://127.0.0.1:{port}"
+
+    def page(self, room: str | None = None) -> str:
+        return f"{self.http}/" + (f"?room={room}" if room else "")
+
+    def ws(self, room: str) -> str:
+        return f"ws://{self.http.removeprefix('http://')}/ws?room={room}"
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def site(settings: Settings) -> AsyncIterator[Site]:
+    """``create_app`` served on 127.0.0.1 on the module's loop (where the browser lives)."""
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    tcp = web.TCPSite(runner, "127.0.0.1", 0)
+    await tcp.start()
+    try:
+        yield Site(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
 
 
 # --- the page as served -----------------------------------------------------------------------
 
 
-async def test_page_and_files_are_served_with_a_strict_policy(server: TestServer) -> None:
+async def test_page_and_files_are_served_with_a_strict_policy(site: Site) -> None:
     """GET / and its three files come from the package with CSP and nosniff; others are 404."""
     async with aiohttp.ClientSession() as http:
         for path, kind in [
@@ -165,34 +212,32 @@ async def test_page_and_files_are_served_with_a_strict_policy(server: TestServer
             ("/static/chat.css", "text/css"),
             ("/static/favicon.svg", "image/svg+xml"),
         ]:
-            async with http.get(server.make_url(path)) as resp:
+            async with http.get(site.http + path) as resp:
                 body = await resp.text()
                 assert resp.status == 200 and resp.content_type == kind, path
                 assert resp.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
                 assert resp.headers["X-Content-Type-Options"] == "nosniff"
                 assert "__MAX_MESSAGE_BYTES__" not in body
-        async with http.get(server.make_url("/")) as resp:
+        async with http.get(site.page()) as resp:
             html = await resp.text()
         assert 'data-max-message-bytes="65536"' in html
         assert "<script>" not in html and "style=" not in html, "nothing inline"
         for path in ["/static/index.html", "/static/../app.py", "/static/nope.js"]:
-            async with http.get(server.make_url(path)) as resp:
+            async with http.get(site.http + path) as resp:
                 assert resp.status == 404, path
-        async with http.get(server.make_url("/"), params={"room": "x" * 65}) as resp:
+        async with http.get(site.page(), params={"room": "x" * 65}) as resp:
             assert resp.status == 400 and "room" in await resp.text()
 
 
 # --- chatting ---------------------------------------------------------------------------------
 
 
-async def test_two_pages_chat_and_screenshot(
-    browser: Browser, server: TestServer, db_path: Path
-) -> None:
+async def test_two_pages_chat_and_screenshot(pages: Pages, site: Site, db_path: Path) -> None:
     """Two pages chat: both show every message once, by author, in ID order (screenshot saved)."""
-    alice = await ChatPage.open(browser, page_url(server, "tea"))
+    alice = await pages.open(site.page("tea"))
     await alice.say("alias alice")  # the original page's command
     await alice.say("Hi! Is anyone here?")
-    bob = await ChatPage.open(browser, page_url(server, "tea"))
+    bob = await pages.open(site.page("tea"))
     await bob.set_name("bob")  # the visible name field
     await expect(bob.page.locator("#chat .text")).to_have_text(["Hi! Is anyone here?"])
     await bob.say("Hello alice, I just joined 👋")
@@ -213,20 +258,18 @@ async def test_two_pages_chat_and_screenshot(
     assert headline.startswith("CHAT - connected - ") and len(headline.split(" - ")[-1]) == 24
     ARTIFACTS.mkdir(exist_ok=True)
     await bob.page.screenshot(path=str(ARTIFACTS / "two-users.png"))
-    phone = await ChatPage.open(browser, page_url(server, "tea"), width=375, height=720)
+    phone = await pages.open(site.page("tea"), width=375, height=720)
     await phone.set_name("carol")
     await eventually(phone.messages, stored)
     await phone.page.screenshot(path=str(ARTIFACTS / "two-users-phone.png"))
 
 
-async def test_userlist_follows_join_rename_leave_and_reload(
-    browser: Browser, server: TestServer
-) -> None:
+async def test_userlist_follows_join_rename_leave_and_reload(pages: Pages, site: Site) -> None:
     """The user list updates live on join, rename and leave; a reload brings the name back."""
-    alice = await ChatPage.open(browser, page_url(server))
+    alice = await pages.open(site.page())
     await alice.set_name("alice")
     await expect(alice.page.locator("#userlist li")).to_have_text(["alice"])
-    bob = await ChatPage.open(browser, page_url(server))
+    bob = await pages.open(site.page())
     await bob.say("alias bob")
     await expect(alice.page.locator("#userlist li")).to_have_text(["alice", "bob"])
     await expect(alice.page.locator("#user-count")).to_have_text("2")
@@ -243,17 +286,20 @@ async def test_userlist_follows_join_rename_leave_and_reload(
     alice.assert_clean()
 
 
-async def test_late_page_sees_history_and_pages_older_on_scroll(
-    browser: Browser, server: TestServer, connect: Connect
-) -> None:
+async def test_late_page_sees_history_and_pages_older_on_scroll(pages: Pages, site: Site) -> None:
     """A late page shows the newest 50 at the bottom; scrolling to the top pages in older ones;
     it follows new messages unless the reader scrolled up."""
-    writer = await connect(room="hist")
+    async with aiohttp.ClientSession() as http:
+        writer = await ChatClient.connect(http, site.ws("hist"))
+        await _history_and_scrolling(pages, site, writer)
+
+
+async def _history_and_scrolling(pages: Pages, site: Site, writer: ChatClient) -> None:
     await writer.alias("writer")
     for n in range(1, 121):
         await writer.say(f"message {n}")
     await writer.chats(120)
-    page = await ChatPage.open(browser, page_url(server, "hist"))
+    page = await pages.open(site.page("hist"))
     await eventually(page.texts, [f"message {n}" for n in range(71, 121)])
     assert (await page.scroll())["gap"] < 2, "the newest message is in view"
     for upto in (21, 1):
@@ -311,12 +357,12 @@ PAGE_TAGS = {"LI", "DIV", "SPAN", "TIME", "P"}
 
 
 async def test_xss_corpus_shows_literally_and_never_runs(
-    browser: Browser, server: TestServer, db_path: Path
+    pages: Pages, site: Site, db_path: Path
 ) -> None:
     """Script tags, handlers, javascript: URLs and broken markup as messages and names are shown
     as typed: no dialog, no injected element, no flag set; CSP blocks inline script."""
-    sender = await ChatPage.open(browser, page_url(server, "xss"))
-    viewer = await ChatPage.open(browser, page_url(server, "xss"))
+    sender = await pages.open(site.page("xss"))
+    viewer = await pages.open(site.page("xss"))
     for name in XSS_NAMES:
         await sender.set_name(name)
         await expect(viewer.page.locator("#userlist li")).to_have_text([name])
@@ -358,11 +404,11 @@ UNICODE_TEXTS = [
 
 
 async def test_unicode_round_trip_to_another_page_and_the_text_column(
-    browser: Browser, server: TestServer, db_path: Path
+    pages: Pages, site: Site, db_path: Path
 ) -> None:
     """Emoji, CJK, combining marks and RTL arrive intact in another page and in `text`."""
-    sender = await ChatPage.open(browser, page_url(server, "uni"))
-    viewer = await ChatPage.open(browser, page_url(server, "uni"))
+    sender = await pages.open(site.page("uni"))
+    viewer = await pages.open(site.page("uni"))
     await sender.set_name("Zoë 山田 🙂")
     await expect(viewer.page.locator("#userlist li")).to_have_text(["Zoë 山田 🙂"])
     for text in UNICODE_TEXTS:
@@ -377,10 +423,10 @@ async def test_unicode_round_trip_to_another_page_and_the_text_column(
 
 
 async def test_input_rules_empty_alias_words_and_refused_names(
-    browser: Browser, server: TestServer, db_path: Path
+    pages: Pages, site: Site, db_path: Path
 ) -> None:
     """Empty input sends nothing; only `alias NAME` renames; words starting with alias are chat."""
-    page = await ChatPage.open(browser, page_url(server, "rules"))
+    page = await pages.open(site.page("rules"))
     await page.say("")
     await page.say("   ")
     await page.say("alias   ")  # no name: a hint, nothing sent
@@ -402,10 +448,10 @@ async def test_input_rules_empty_alias_words_and_refused_names(
 
 
 async def test_store_failure_is_told_in_plain_words_and_retried_once(
-    browser: Browser, server: TestServer, db_path: Path
+    pages: Pages, site: Site, db_path: Path
 ) -> None:
     """A store-failed Error frame is shown in words; Retry sends the same nonce: stored once."""
-    page = await ChatPage.open(browser, page_url(server, "fail"))
+    page = await pages.open(site.page("fail"))
     await page.set_name("dora")
     await expect(page.page.locator("#userlist li")).to_have_text(["dora"])
     blocker = sqlite3.connect(db_path, timeout=1)
@@ -428,15 +474,15 @@ async def test_store_failure_is_told_in_plain_words_and_retried_once(
 # --- reconnecting ------------------------------------------------------------------------------
 
 
-async def test_server_restart_every_message_once_in_order(browser: Browser, tmp_path: Path) -> None:
+async def test_server_restart_every_message_once_in_order(pages: Pages, tmp_path: Path) -> None:
     """Kill the server under two open pages, restart it on the same port and db, send from a raw
     client: each page resumes (since + epoch), shows every message once, in order, with names."""
     db = tmp_path / "restart.db"
     server = ServerProcess(db, port=free_port()).start()
     try:
         url = f"{server.http}/?room=r"
-        alice = await ChatPage.open(browser, url)
-        bob = await ChatPage.open(browser, url)
+        alice = await pages.open(url)
+        bob = await pages.open(url)
         await alice.set_name("alice")
         await bob.set_name("bob")
         await alice.say("before 1")
@@ -483,13 +529,13 @@ async def test_server_restart_every_message_once_in_order(browser: Browser, tmp_
         server.kill()
 
 
-async def test_resume_past_the_limit_and_a_replaced_log(browser: Browser, tmp_path: Path) -> None:
+async def test_resume_past_the_limit_and_a_replaced_log(pages: Pages, tmp_path: Path) -> None:
     """Too many missed messages: the page says so and shows the newest page, each once; a
     replaced database (new epoch): the page drops the old log and shows the new one."""
     first, second = tmp_path / "first.db", tmp_path / "second.db"
     server = ServerProcess(first, "--resume-max", "5", port=free_port()).start()
     try:
-        page = await ChatPage.open(browser, f"{server.http}/?room=big")
+        page = await pages.open(f"{server.http}/?room=big")
         await page.say("seen before the drop")
         await eventually(page.texts, ["seen before the drop"])
         # Offline, the page waits for the browser's "online" event instead of retrying, so the
@@ -528,6 +574,64 @@ async def test_resume_past_the_limit_and_a_replaced_log(browser: Browser, tmp_pa
         server.kill()
 
 
+async def purge(db: Path, room: str, keep: int) -> None:
+    """``chatlog purge`` as a real process, keeping the newest ``keep`` messages of ``room``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chatlog", "purge", "--db", str(db), "--room", room,
+        "--retain-messages", str(keep),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+
+
+async def test_history_and_resume_across_retention(pages: Pages, tmp_path: Path) -> None:
+    """Purged history: the page says older messages were removed and stops asking; a resume
+    past the purge shows what is left, each once, and says some were removed."""
+    db = tmp_path / "retention.db"
+    server = ServerProcess(db, port=free_port()).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            raw = await ChatClient.connect(http, server.url + "?room=ret")
+            for n in range(1, 81):
+                await raw.say(f"m{n}")
+            await raw.recv_chat("m80")
+            await raw.close()
+        await purge(db, "ret", 30)
+        page = await pages.open(f"{server.http}/?room=ret")
+        await eventually(page.texts, [f"m{n}" for n in range(51, 81)])
+        await expect(page.page.locator("#older-status")).to_have_text(
+            "Older messages were removed by the server's retention."
+        )
+        await expect(page.page.locator("#older")).to_be_hidden()
+
+        await page.page.context.set_offline(True)
+        server.kill()
+        await expect(page.page.locator("#headline")).to_have_attribute("data-state", "disconnected")
+        server.start()
+        async with aiohttp.ClientSession() as http:
+            raw = await ChatClient.connect(http, server.url + "?room=ret")
+            for n in range(81, 121):
+                await raw.say(f"m{n}")
+            await raw.recv_chat("m120")
+            await raw.close()
+        await purge(db, "ret", 10)  # m81 to m110 go before the page comes back
+        await page.page.context.set_offline(False)
+        await page.connected()
+        await expect(page.page.locator("#notice-text")).to_contain_text("removed by the server")
+        want = [f"m{n}" for n in [*range(51, 81), *range(111, 121)]]
+        await eventually(page.texts, want)
+        ids = [i for i, _, _ in await page.messages()]
+        assert ids == [*range(51, 81), *range(111, 121)]
+        await page.page.eval_on_selector("#conversation", "s => { s.scrollTop = 0; }")
+        await asyncio.sleep(0.3)
+        asked = [f for f in page.sent if f.startswith('{"History"')]
+        assert asked == ['{"History":{"Before":81,"Limit":50}}'], "only the first page was asked"
+        page.assert_clean("ERR_CONNECTION_REFUSED")
+    finally:
+        server.kill()
+
+
 async def _sorted(names: Awaitable[list[str]]) -> list[str]:
     return sorted(await names)
 
@@ -535,11 +639,9 @@ async def _sorted(names: Awaitable[list[str]]) -> list[str]:
 # --- the original page -------------------------------------------------------------------------
 
 
-async def test_original_page_frames_still_work(
-    browser: Browser, server: TestServer, db_path: Path
-) -> None:
+async def test_original_page_frames_still_work(pages: Pages, site: Site, db_path: Path) -> None:
     """The original page's frames, built with the browser's own btoa() on its path, reach ours."""
-    page = await ChatPage.open(browser, page_url(server))
+    page = await pages.open(site.page())
     await page.page.evaluate(
         """async () => {
             const ws = new WebSocket(`ws://${location.host}/csp/user/Chat.Server.cls`);
@@ -564,10 +666,10 @@ async def test_original_page_frames_still_work(
 # --- keyboard and phone width ------------------------------------------------------------------
 
 
-async def test_keyboard_only_at_phone_width(browser: Browser, server: TestServer) -> None:
+async def test_keyboard_only_at_phone_width(pages: Pages, site: Site) -> None:
     """At 375 px nothing scrolls sideways; Tab reaches the name and message fields with a
     visible focus ring, and Enter sets the name and sends."""
-    page = await ChatPage.open(browser, page_url(server, "kbd"), width=375, height=667)
+    page = await pages.open(site.page("kbd"), width=375, height=667)
     p = page.page
     assert await p.evaluate("document.activeElement.id") == "text", "the message box has focus"
     order: list[str] = []

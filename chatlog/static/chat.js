@@ -61,6 +61,8 @@
     // stale and its answer dropped.
     history: [], // {initial, head, stale}
     historyComplete: false,
+    // Set when the oldest messages were purged by the server's retention, not merely absent.
+    historyTruncated: false,
     attempt: 0,
     timer: null,
     everConnected: false,
@@ -338,8 +340,9 @@
 
   function onResumed(frame) {
     const to = Number.isSafeInteger(frame.To) ? frame.To : state.coveredTo;
-    if (frame.Complete === false) {
-      // Too much was missed to replay: show the newest page, older ones by scrolling up.
+    if (frame.Complete === false && frame.Reason !== "retention") {
+      // Too much was missed to replay (Reason "limit"; nothing was sent): show the newest
+      // page, older ones by scrolling up.
       const limit = Number.isSafeInteger(frame.Limit) ? frame.Limit : "many";
       clearConversation();
       showNotice(`More than ${limit} messages arrived while this page was away; showing the newest.`);
@@ -347,7 +350,12 @@
       return;
     }
     state.coveredTo = Math.max(state.coveredTo, to);
-    if (frame.From === 1) state.historyComplete = true; // the whole room was replayed
+    if (frame.Reason === "retention") {
+      // The backlog was sent from where the log now starts; what lay before it is gone.
+      showNotice("Some messages were removed by the server's retention before this page saw them.");
+    } else if (frame.From === 1) {
+      state.historyComplete = true; // the whole room was replayed
+    }
     updateOlder();
   }
 
@@ -378,6 +386,11 @@
     const topBefore = scroller.scrollTop;
     for (const message of messages) addMessage(message, false);
     if (frame.Complete === true) state.historyComplete = true;
+    if (frame.Reason === "retention") {
+      // Nothing older is left to page in: the server purged it.
+      state.historyComplete = true;
+      state.historyTruncated = true;
+    }
     if (request.initial) {
       state.loaded = true;
       state.coveredTo = Math.max(state.coveredTo, request.head);
@@ -524,6 +537,7 @@
     state.loaded = false;
     for (const request of state.history) request.stale = true;
     state.historyComplete = false;
+    state.historyTruncated = false;
     updateOlder();
   }
 
@@ -532,11 +546,13 @@
     ui.older.hidden = !state.loaded || state.historyComplete || waiting;
     ui.olderStatus.textContent = waiting
       ? "Loading older messages…"
-      : state.loaded && state.historyComplete
-        ? shown.size > 0
-          ? "This is the start of the conversation."
-          : "No messages yet."
-        : "";
+      : !state.loaded || !state.historyComplete
+        ? ""
+        : state.historyTruncated
+          ? "Older messages were removed by the server's retention."
+          : shown.size > 0
+            ? "This is the start of the conversation."
+            : "No messages yet.";
   }
 
   function renderUsers(users) {
