@@ -61,6 +61,10 @@
     // stale and its answer dropped.
     history: [], // {initial, head, stale}
     historyComplete: false,
+    // The lowest ID of the contiguous stretch history has loaded: the next page asks for what
+    // lies below it. (A single older message, such as the original of a retried send, must
+    // not move it, or the messages between would never be asked for.)
+    oldestLoaded: null,
     // Set when the oldest messages were purged by the server's retention, not merely absent.
     historyTruncated: false,
     attempt: 0,
@@ -242,7 +246,19 @@
       return;
     }
     if (event.code === 1009) {
-      showNotice("The server closed the connection because a message was too large.");
+      // Give up on the largest unsent message, or it would be retried, and refused, forever.
+      let largest = null;
+      for (const [nonce, item] of state.pending) {
+        if (largest === null || item.frame.length > state.pending.get(largest).frame.length) {
+          largest = nonce;
+        }
+      }
+      if (largest !== null) {
+        state.pending.get(largest).li.remove();
+        state.pending.delete(largest);
+        ui.outboxBox.hidden = state.pending.size === 0;
+      }
+      showNotice("The server refused a message as too large; it was not sent.");
     }
     if (!navigator.onLine) {
       setState("disconnected", "this device is offline; reconnecting when it is back");
@@ -331,7 +347,7 @@
         state.loaded = true;
         state.historyComplete = true;
       } else {
-        requestHistory(head + 1, { initial: true, head });
+        requestHistory(head + 1, { initial: true, head, before: head + 1 });
       }
     }
     for (const item of state.pending.values()) sendFrame(item.frame);
@@ -346,7 +362,7 @@
       const limit = Number.isSafeInteger(frame.Limit) ? frame.Limit : "many";
       clearConversation();
       showNotice(`More than ${limit} messages arrived while this page was away; showing the newest.`);
-      requestHistory(to + 1, { initial: true, head: to });
+      requestHistory(to + 1, { initial: true, head: to, before: to + 1 });
       return;
     }
     state.coveredTo = Math.max(state.coveredTo, to);
@@ -373,8 +389,8 @@
 
   function requestOlder() {
     if (!state.loaded || state.historyComplete || historyWaiting()) return;
-    const before = ids.length > 0 ? ids[0] : state.coveredTo + 1;
-    requestHistory(before, { initial: false });
+    const before = state.oldestLoaded ?? (ids.length > 0 ? ids[0] : state.coveredTo + 1);
+    requestHistory(before, { initial: false, before });
   }
 
   function onHistory(frame) {
@@ -385,6 +401,10 @@
     const heightBefore = scroller.scrollHeight;
     const topBefore = scroller.scrollTop;
     for (const message of messages) addMessage(message, false);
+    const lowest = messages.length > 0 && messages[0] ? messages[0].ID : request.before;
+    if (Number.isSafeInteger(lowest)) {
+      state.oldestLoaded = Math.min(state.oldestLoaded ?? lowest, lowest);
+    }
     if (frame.Complete === true) state.historyComplete = true;
     if (frame.Reason === "retention") {
       // Nothing older is left to page in: the server purged it.
@@ -538,6 +558,7 @@
     for (const request of state.history) request.stale = true;
     state.historyComplete = false;
     state.historyTruncated = false;
+    state.oldestLoaded = null;
     updateOlder();
   }
 
