@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
-from chatlog import db, health, protocol, store
+from chatlog import db, health, page, protocol, store
 from chatlog.connection import websocket_handler
 from chatlog.guard import Guard
 from chatlog.hub import Hub
@@ -38,6 +38,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get(IRIS_PATH, websocket_handler)
     health.add_routes(app)
+    page.add_routes(app)
     return app
 
 
