@@ -48,6 +48,9 @@ class ServerProcess:
                 str(self.port),
                 "--heartbeat",
                 "0",
+                # No rate limit: tests send bursts no person types (test_guard tests the limit).
+                "--rate",
+                "0",
                 *self.args,
             ],
             env=env,
