@@ -903,21 +903,24 @@ def run_bench(
 
 @click.command()
 @click.option("--url", default="ws://127.0.0.1:8080/ws", show_default=True, help="Server to load.")
-@click.option("--clients", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--clients", type=click.IntRange(1), default=10, show_default=True, help="Sockets.")
 @click.option("--senders", type=click.IntRange(0), help="Clients that send [all].")
 @click.option(
-    "--rate", type=click.FloatRange(0), default=0, help="Messages/s in total [0: unlimited]."
+    "--rate",
+    type=click.FloatRange(0),
+    default=0,
+    help="Messages/s in total [0: unlimited, closed loop].",
 )
 @click.option("--size", type=click.IntRange(1), default=100, show_default=True, help="Text bytes.")
-@click.option("--duration", type=click.FloatRange(0), default=5.0, show_default=True)
-@click.option("--messages", type=click.IntRange(0), default=0, help="Send this many instead.")
-@click.option("--rooms", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--procs", type=click.IntRange(1), default=1, show_default=True, help="Client procs.")
+@click.option("--duration", type=click.FloatRange(0), default=5.0, help="Seconds measured [5].")
+@click.option("--messages", type=click.IntRange(0), default=0, help="Send N in all, no --duration.")
+@click.option("--rooms", type=click.IntRange(1), default=1, show_default=True, help="Rooms.")
+@click.option("--procs", type=click.IntRange(1), default=1, help="Client processes [1].")
 @click.option("--window", type=click.IntRange(0), default=0, help="In flight per sender [auto].")
-@click.option("--warmup", type=click.FloatRange(0), default=1.0, show_default=True)
+@click.option("--warmup", type=click.FloatRange(0), default=1.0, help="Unmeasured seconds [1].")
 @click.option("--spawn", is_flag=True, help="Start `chatlog serve` on a temporary database.")
 @click.option("--baseline", is_flag=True, help="Also measure a bare broadcast server.")
-@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--repeat", type=click.IntRange(1), default=1, help="Runs per server; medians [1].")
 @click.option("--synchronous", default="FULL", show_default=True, help="Of the spawned server.")
 @click.option("--pid", type=int, help="PID of the server at --url (for CPU and RSS).")
 @click.option("--server-arg", "server_args", multiple=True, help="Extra `serve` argument.")
