@@ -32,7 +32,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -519,7 +519,7 @@ def chatlog_argv(port: int, db: Path, synchronous: str, extra: tuple[str, ...]) 
 
     argv = [sys.executable, "-m", "chatlog", "serve", "--port", str(port), "--db", str(db)]
     argv += ["--heartbeat", "0", "--synchronous", synchronous]
-    if any(f.name == "rate" for f in __import__("dataclasses").fields(Settings)):
+    if any(f.name == "rate" for f in fields(Settings)):
         argv += ["--rate", "0"]  # the per-connection rate limit would throttle the load
     return argv + list(extra)
 
@@ -582,8 +582,9 @@ def measure(cfg: Config, probe: ServerProbe | None, *, progress: bool = False) -
                 cpu = probe.cpu() - cpu0
         parts = [results.get(timeout=cfg.duration + cfg.warmup + 700) for _ in procs]
         if probe and cpu is None:
+            # --messages: the whole run, drain included (the server idles through the quiet
+            # tail, so this counts all the CPU the messages cost and nothing else).
             cpu = probe.cpu() - cpu0
-            # Exclude the quiet drain tail: the server was idle then, but keep it honest.
         commit = _commit_stats(counters, scrape(cfg.url))
         for p in procs:
             p.join(10)
