@@ -461,7 +461,9 @@ def run_bench(
         def external() -> tuple[str, Spawned | None, ServerProbe | None]:
             return cfg.url, None, ServerProbe(pid) if pid else None
 
-        targets.append(Target("chatlog", spawn_chatlog if spawn else external))
+        # "target": a server at --url, which may be anything speaking the protocol.
+        main = "chatlog" if spawn else "target"
+        targets.append(Target(main, spawn_chatlog if spawn else external))
         if baseline:
             targets.append(Target("baseline", spawn_baseline))
         for i in range(repeat):
@@ -479,7 +481,7 @@ def run_bench(
         ratios: dict[str, Any] = {}
         if baseline:
             for path in RATIOS:
-                a, b = _get(summaries["chatlog"], path), _get(summaries["baseline"], path)
+                a, b = _get(summaries[main], path), _get(summaries["baseline"], path)
                 if isinstance(a, int | float) and isinstance(b, int | float) and b:
                     ratios[path] = a / b
         return {
