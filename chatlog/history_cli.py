@@ -280,7 +280,16 @@ def replay_command(
     out = _stdout()
     with _cli_errors(quiet_interrupt=follow or pace is not None):
         url = db_url(db)
-        asyncio.run(_play(url, selection, replay.get_format(fmt), out, follow=follow, pace=pace))
+        asyncio.run(
+            _play(
+                url,
+                selection,
+                replay.get_format(fmt, with_time=pace is not None),
+                out,
+                follow=follow,
+                pace=pace,
+            )
+        )
 
 
 # --- chatlog export / import ---------------------------------------------------------------

@@ -96,7 +96,7 @@ class Player:
             if self.flush:
                 self.out.flush()
         self.written += len(rows)
-        self.last_id = int(rows[-1][0])
+        self.last_id = self.fmt.row_id(rows[-1])
         if self.progress is not None:
             self.progress.update(len(rows))
 

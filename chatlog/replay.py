@@ -36,11 +36,12 @@ _SQLITE_ISO: Final = (
     "ELSE substr(sent_at, 1, 10) || 'T' || substr(sent_at, 12, 8) || '.' || "
     "substr(substr(sent_at, 21) || '000000', 1, 6) || 'Z' END"
 )
-#: One JSON lines row, built by SQLite itself: measured faster than fetching the columns.
+#: One JSON lines row, built by SQLite itself and fetched as a BLOB (no decode and re-encode
+#: in Python): measured faster than fetching the nine columns (see benchmarks/replay_bench.py).
 SQLITE_JSON_ROW: Final = (
-    "json_object("
+    "CAST(json_object("
     + ", ".join(f"'{c}', {_SQLITE_ISO if c == 'sent_at' else c}" for c in COLUMNS)
-    + ")"
+    + ") AS BLOB)"
 )
 
 
@@ -200,6 +201,10 @@ class Format:
         """A batch of rows as output bytes, one line per row."""
         raise NotImplementedError
 
+    def row_id(self, row: Sequence[Any]) -> int:
+        """The message ID of a selected row."""
+        return int(row[_ID])
+
     def sent_at(self, row: Sequence[Any]) -> datetime:
         """When the row's message was sent (for ``--pace``)."""
         return as_datetime(row[_SENT])
@@ -218,19 +223,30 @@ class TextFormat(Format):
 
 
 class JsonlFormat(Format):
+    """On SQLite one column, the finished line (plus ``sent_at`` first when pacing); elsewhere
+    every column, turned into the same JSON by orjson."""
+
     name = "jsonl"
+
+    def __init__(self, *, with_time: bool = False) -> None:
+        self.with_time = with_time
 
     def columns(self, dialect: str) -> str:
         if dialect == "sqlite":
-            return f"id, sent_at, {SQLITE_JSON_ROW}"
+            return f"sent_at, {SQLITE_JSON_ROW}" if self.with_time else SQLITE_JSON_ROW
         return super().columns(dialect)
 
     def sent_at(self, row: Sequence[Any]) -> datetime:
-        return as_datetime(row[1] if len(row) == 3 else row[_SENT])
+        return as_datetime(row[0] if len(row) == 2 else row[_SENT])
+
+    def row_id(self, row: Sequence[Any]) -> int:
+        if len(row) <= 2:
+            return int(orjson.loads(row[-1])["id"])
+        return int(row[_ID])
 
     def render(self, rows: Sequence[Sequence[Any]]) -> bytes:
-        if rows and len(rows[0]) == 3:
-            return ("\n".join([r[2] for r in rows]) + "\n").encode()
+        if rows and len(rows[0]) <= 2:
+            return b"\n".join([r[-1] for r in rows]) + b"\n"
         return b"".join(json_line(r) + b"\n" for r in rows)
 
 
@@ -252,6 +268,9 @@ class WireFormat(Format):
         )
 
 
-def get_format(name: str) -> Format:
-    """The :class:`Format` called ``name`` (one of :data:`FORMATS`)."""
-    return {"text": TextFormat, "jsonl": JsonlFormat, "wire": WireFormat}[name]()
+def get_format(name: str, *, with_time: bool = False) -> Format:
+    """The :class:`Format` called ``name`` (one of :data:`FORMATS`); ``with_time`` selects
+    ``sent_at`` too where it would otherwise be left out (``--pace`` needs it)."""
+    if name == "jsonl":
+        return JsonlFormat(with_time=with_time)
+    return {"text": TextFormat, "wire": WireFormat}[name]()
