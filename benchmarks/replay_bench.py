@@ -57,13 +57,14 @@ def build(path: Path, rows: int) -> float:
         for b in bodies
     ]
     start = datetime(2026, 1, 1)
-    step = timedelta(milliseconds=100)
 
     def generate() -> Iterator[tuple[object, ...]]:
-        when = start
+        # One message every 100 ms; the date and time prefix changes once a second.
+        prefix = ""
         for i in range(1, rows + 1):
             k, a = i % 64, i % 50
-            when += step
+            if i % 10 == 0 or not prefix:
+                prefix = (start + timedelta(seconds=i // 10)).strftime("%Y-%m-%d %H:%M:%S")
             yield (
                 i,
                 f"room{i % 10}",
@@ -72,15 +73,27 @@ def build(path: Path, rows: int) -> float:
                 bodies[k],
                 texts[k],
                 raws[k][a],
-                when.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                f"{prefix}.{(i % 10) * 100_000 + i % 1000:06d}",
                 None,
             )
 
     with sqlite3.connect(path, isolation_level=None) as conn:
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA cache_size=-200000")
+        # Loading first and indexing after is several times faster; the same DDL comes back.
+        indexes = [
+            sql
+            for (sql,) in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages' "
+                "AND sql IS NOT NULL"
+            )
+        ]
         conn.execute("BEGIN")
+        for sql in indexes:
+            conn.execute(f"DROP INDEX {sql.split(' ON ')[0].split()[-1]}")
         conn.executemany(f"INSERT INTO messages ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", generate())
+        for sql in indexes:
+            conn.execute(sql)
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return time.perf_counter() - began

@@ -308,6 +308,9 @@ def _target(path: str) -> Iterator[IO[bytes]]:
     try:
         with handle:
             yield handle
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)  # as open() would have made it, not 0600
         os.replace(handle.name, final)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

@@ -135,9 +135,15 @@ async def _ensure_empty(conn: AsyncConnection, first_id: int) -> None:
         raise ImportFailed(
             f"the database already holds {held} messages; import loads only into an empty log"
         )
-    if conn.dialect.name == "sqlite":
+    if conn.dialect.name in ("sqlite", "postgresql"):
         seq = (
-            await conn.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'messages'"))
+            await conn.execute(
+                text(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'messages'"
+                    if conn.dialect.name == "sqlite"
+                    else "SELECT pg_sequence_last_value(pg_get_serial_sequence('messages', 'id'))"
+                )
+            )
         ).scalar()
         if seq is not None and int(seq) >= first_id:
             raise ImportFailed(
