@@ -117,6 +117,8 @@ class Player:
         """
         seen = max(head, self.last_id)
         delay = FOLLOW_MIN
+        self.pace = None  # live rows arrive at their own pace; pacing them again would lag
+        self.flush = True
         async with self.engine.connect() as conn:
             while self.remaining is None or self.remaining > 0:
                 async with reading(self.engine, conn=conn) as reader:

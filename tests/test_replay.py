@@ -338,3 +338,44 @@ async def test_replay_reads_while_the_server_writes(connect: Connect, db_path: P
     assert json.loads(result.stdout)["Message"] == "Zmlyc3Q="
     await bob.say("second")
     assert (await bob.recv_chat("second"))["ID"] == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    texts=st.lists(st.text(st.characters(blacklist_categories=["Cs"])), min_size=6, max_size=6),
+    nonce=st.none() | st.text(min_size=1, max_size=64),
+    micros=st.integers(0, 999_999),
+)
+def test_sqlite_json_lines_equal_the_orjson_ones(
+    texts: list[str], nonce: str | None, micros: int
+) -> None:
+    """The JSON line SQLite builds (SQLite logs) and the one orjson builds (PostgreSQL logs) are
+    the same bytes for any text, control characters and astral planes included."""
+    from chatlog.replay import SQLITE_JSON_ROW, json_line
+
+    sent = f"2026-11-25 20:21:15.{micros:06d}"
+    row = (7, *texts, sent, nonce)
+    with sqlite3.connect(":memory:") as conn:
+        conn.execute(f"CREATE TABLE messages ({', '.join(COLUMNS)})")
+        conn.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        (built,) = conn.execute(f"SELECT {SQLITE_JSON_ROW} FROM messages").fetchone()
+    assert built == json_line(row)
+
+
+async def test_follow_with_limit_stops_by_itself(connect: Connect, db_path: Path) -> None:
+    """--follow --limit N prints N messages in all (range plus live ones), then exits 0."""
+    carol = await connect(room="c")
+    await carol.say("old")
+    await carol.recv("Chat")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chatlog", "replay", "--follow", "--limit", "3", "--pace",
+        "--room", "c", "--db", str(db_path), stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = await asyncio.wait_for(proc.stdout.readline(), 20)
+    assert first.decode().endswith("[c] <unknown> old\n")
+    for text in ("new 1", "new 2", "new 3"):
+        await carol.say(text)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0
+    assert [line.split("> ")[1] for line in out.decode().splitlines()] == ["new 1", "new 2"]
