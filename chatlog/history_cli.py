@@ -133,7 +133,8 @@ def sql_command(
     bound = {name: reader.bind_value(value) for name, value in params}
     with _cli_errors(timeout=timeout):
         url = db_url(db)
-        asyncio.run(_run_sql(url, query, bound, output.choose_format(fmt, out), out, timeout))
+        chosen = output.choose_format(fmt, out)
+        asyncio.run(_run_sql(url, query, bound, chosen, output.for_terminal(out), timeout))
 
 
 # --- selection options shared by replay and export ------------------------------------------
@@ -277,7 +278,7 @@ def replay_command(
         raise BadInput("--follow cannot be combined with --reverse")
     if follow and (selection.end is not None or selection.until is not None):
         raise BadInput("--follow needs an open range: drop the end ID or --until")
-    out = _stdout()
+    out = output.for_terminal(_stdout())
     with _cli_errors(quiet_interrupt=follow or pace is not None):
         url = db_url(db)
         asyncio.run(
@@ -299,7 +300,7 @@ def replay_command(
 def _target(path: str) -> Iterator[IO[bytes]]:
     """Standard output for ``-``; otherwise a temp file renamed over ``path`` on success only."""
     if path == "-":
-        yield _stdout()
+        yield output.for_terminal(_stdout())
         return
     final = Path(path)
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below

@@ -13,7 +13,7 @@ import io
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import IO, Any, Final, TypeVar
+from typing import IO, Any, Final, TypeVar, cast
 
 import click
 import orjson
@@ -59,6 +59,45 @@ def terminal_safe(text: str) -> str:
     return "".join(
         char if char.isprintable() and char != "\\" else _escape_char(char) for char in text
     )
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code > 0xFFFF:  # as a JSON surrogate pair
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+class TerminalStream:
+    """A binary stream for a terminal: every non-printable character except the newline is
+    written as a JSON ``\\uXXXX`` escape.
+
+    Inside JSON output that is the same value (JSON strings may spell any character that way),
+    so ``replay --format jsonl`` or ``sql --format json`` on a terminal cannot carry a bidi
+    override, a C1 control or a line separator to it either; piped output is left as it is.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+
+    def write(self, data: bytes) -> int:
+        text = data.decode("utf-8", "replace")
+        if not text.replace("\n", "").isprintable():
+            text = "".join(c if c.isprintable() or c == "\n" else _json_escape(c) for c in text)
+        self.raw.write(text.encode())
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def isatty(self) -> bool:
+        return True
+
+
+def for_terminal(out: IO[bytes]) -> IO[bytes]:
+    """``out`` itself, or a :class:`TerminalStream` around it when it is a terminal."""
+    return cast(IO[bytes], TerminalStream(out)) if out.isatty() else out
 
 
 def _json_default(value: Any) -> Any:

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import json
+import os
+import pty
 import sqlite3
+import struct
+import subprocess
+import sys
+import termios
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,3 +123,37 @@ def backup(source: Path, target: Path) -> Path:
     with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
         src.backup(dst)
     return target
+
+
+def run_on_terminal(stream: str | None, args: list[str]) -> tuple[int, bytes]:
+    """Run the real CLI in a subprocess with ``stream`` ("stdout" or "stderr") on a
+    pseudo-terminal and the other one discarded; ``None``: stderr on a pipe. Returns the exit
+    code and what the terminal (or pipe) received."""
+    cmd = [sys.executable, "-m", "chatlog", *args]
+    if stream is None:
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        return done.returncode, done.stderr
+    leader, follower = pty.openpty()
+    # A fresh pty is 0x0; tqdm would fit its bar into zero columns and print nothing.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:  # EIO once the child has closed its end
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, stream: follower}
+    proc = subprocess.Popen(cmd, stdout=streams["stdout"], stderr=streams["stderr"])
+    os.close(follower)
+    code = proc.wait(60)
+    reader.join(10)
+    os.close(leader)
+    return code, b"".join(chunks)

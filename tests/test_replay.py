@@ -27,6 +27,7 @@ from tests.history_support import (
     in_thread,
     query,
     run_cli,
+    run_on_terminal,
     serve_and_chat,
 )
 
@@ -159,6 +160,24 @@ def test_text_transcript_cannot_drive_a_terminal(served: ServedLog) -> None:
     assert any(line.endswith("<alice> tab\\there") for line in lines)
     assert any("bidi \\u202e gnirts" in line for line in lines)
     assert terminal_safe("\x1b]0;pwned\x07\x9b2J") == "\\x1b]0;pwned\\x07\\x9b2J"
+
+
+def test_json_on_a_terminal_escapes_what_could_drive_it(served: ServedLog) -> None:
+    """On a terminal, jsonl and wire output spell bidi overrides and line separators as \\u
+    escapes (the same JSON values); piped, the bytes are left exactly as stored."""
+    for fmt in ("jsonl", "wire"):
+        code, seen = run_on_terminal(
+            "stdout", ["replay", "--db", str(served.path), "--format", fmt]
+        )
+        text = seen.decode()
+        assert code == 0 and "\u202e" not in text and "\u2028" not in text
+        piped = run_cli("replay", "--db", str(served.path), "--format", fmt).stdout_bytes.decode()
+        if fmt == "jsonl":  # (wire frames carry the text base64-encoded)
+            assert "\\u202e" in text and "\\u2028" in text
+            assert "\u202e" in piped and "\\u202e" not in piped
+        assert [json.loads(line) for line in text.replace("\r\n", "\n").split("\n")[:-1]] == [
+            json.loads(line) for line in piped.split("\n")[:-1]
+        ]
 
 
 def test_export_is_jsonl_replay_and_writes_the_file_whole(

@@ -3,16 +3,8 @@ progress bars only on a terminal."""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import pty
 import sqlite3
-import struct
-import subprocess
-import sys
-import termios
-import threading
 from pathlib import Path
 
 import aiohttp
@@ -21,7 +13,15 @@ from aiohttp.test_utils import TestServer
 
 from chatlog.app import create_app
 from chatlog.settings import Settings
-from tests.history_support import COLUMNS, ServedLog, in_thread, query, run_cli, serve_and_chat
+from tests.history_support import (
+    COLUMNS,
+    ServedLog,
+    in_thread,
+    query,
+    run_cli,
+    run_on_terminal,
+    serve_and_chat,
+)
 from tests.support import ChatClient
 
 
@@ -162,46 +162,15 @@ def _synthetic(path: Path, count: int) -> None:
             out.write(json.dumps(row, separators=(",", ":")) + "\n")
 
 
-def _run_with_stderr_on(tty: bool, args: list[str]) -> tuple[int, bytes]:
-    """Run the real CLI with stderr on a pseudo-terminal (or a pipe); return its stderr."""
-    cmd = [sys.executable, "-m", "chatlog", *args]
-    if not tty:
-        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
-        return done.returncode, done.stderr
-    leader, follower = pty.openpty()
-    # A fresh pty is 0x0; tqdm would fit its bar into zero columns and print nothing.
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(leader, 4096)
-            except OSError:
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=follower)
-    os.close(follower)
-    code = proc.wait(60)
-    reader.join(10)
-    os.close(leader)
-    return code, b"".join(chunks)
-
-
 def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     """Large imports and exports draw a tqdm bar when stderr is a terminal, never otherwise."""
     _synthetic(tmp_path / "big.jsonl", 12_000)
     db = str(tmp_path / "big.db")
-    code, err = _run_with_stderr_on(True, ["import", str(tmp_path / "big.jsonl"), "--db", db])
+    code, err = run_on_terminal("stderr", ["import", str(tmp_path / "big.jsonl"), "--db", db])
     assert code == 0 and b"import" in err and b"msg" in err and b"\r" in err
     out = str(tmp_path / "again.jsonl")
-    code, err = _run_with_stderr_on(True, ["export", "--db", db, "-o", out])
+    code, err = run_on_terminal("stderr", ["export", "--db", db, "-o", out])
     assert code == 0 and b"export" in err and b"msg" in err
     assert Path(out).read_bytes() == (tmp_path / "big.jsonl").read_bytes()
-    code, err = _run_with_stderr_on(False, ["export", "--db", db, "-o", out])
+    code, err = run_on_terminal(None, ["export", "--db", db, "-o", out])
     assert code == 0 and err == f"exported 12000 messages to {out}\n".encode()
