@@ -125,14 +125,11 @@ def backup(source: Path, target: Path) -> Path:
     return target
 
 
-def run_on_terminal(stream: str | None, args: list[str]) -> tuple[int, bytes]:
+def run_on_terminal(stream: str, args: list[str]) -> tuple[int, bytes]:
     """Run the real CLI in a subprocess with ``stream`` ("stdout" or "stderr") on a
-    pseudo-terminal and the other one discarded; ``None``: stderr on a pipe. Returns the exit
-    code and what the terminal (or pipe) received."""
+    pseudo-terminal and the other one discarded; return the exit code and what the terminal
+    received."""
     cmd = [sys.executable, "-m", "chatlog", *args]
-    if stream is None:
-        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
-        return done.returncode, done.stderr
     leader, follower = pty.openpty()
     # A fresh pty is 0x0; tqdm would fit its bar into zero columns and print nothing.
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
