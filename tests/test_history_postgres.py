@@ -41,8 +41,7 @@ def pg_url() -> Iterator[str]:
 
 
 def test_round_trip_replay_and_read_only_sql_on_postgres(pg_url: str, tmp_path: Path) -> None:
-    """Import creates and fills the schema, export gives the same bytes back, replay and sql
-    read it, a write is refused by the read-only transaction, and --timeout cancels."""
+    """On PostgreSQL: round trip, replay, read-only sql, --timeout and the id sequence all hold."""
     lines = []
     for i in (3, 5, 8):
         raw = json.dumps({"Message": "aGk=", "Author": f"u{i}", "Extra": [i, "é"]})

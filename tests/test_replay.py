@@ -134,8 +134,7 @@ def selections(draw: st.DrawFn, log: ServedLog) -> dict[str, Any]:
 def test_replay_output_is_what_the_sql_for_the_range_returns(
     served: ServedLog, data: st.DataObject
 ) -> None:
-    """Random ranges, times, rooms, authors, limits, directions and formats: the output is the
-    SELECT for that selection, row for row (wire: the very frames the sockets received)."""
+    """Random selections, every format: exactly the rows of the SQL for them (wire: as sent)."""
     opts = data.draw(selections(served))
     result = run_cli(*cli_args(opts, served.path))
     assert result.exit_code == 0, result.stderr
@@ -163,8 +162,7 @@ def test_text_transcript_cannot_drive_a_terminal(served: ServedLog) -> None:
 
 
 def test_json_on_a_terminal_escapes_what_could_drive_it(served: ServedLog) -> None:
-    """On a terminal, jsonl and wire output spell bidi overrides and line separators as \\u
-    escapes (the same JSON values); piped, the bytes are left exactly as stored."""
+    """On a terminal JSON output spells bidi and separator characters as \\u escapes; piped, not."""
     for fmt in ("jsonl", "wire"):
         code, seen = run_on_terminal(
             "stdout", ["replay", "--db", str(served.path), "--format", fmt]
@@ -305,8 +303,7 @@ def test_pace_keeps_the_original_gaps(tmp_path: Path) -> None:
 async def test_follow_prints_every_new_row_once_while_the_server_runs(
     connect: Connect, db_path: Path
 ) -> None:
-    """--follow while messages stream in: every ID of the room exactly once, in order, across
-    the seam between the range and the live tail; other rooms never show; Ctrl-C exits 0."""
+    """--follow while messages stream: each ID once, in order, across the seam; Ctrl-C exits 0."""
     alice = await connect(room="live")
     other = await connect(room="other")
     await alice.alias("alice")
@@ -368,8 +365,7 @@ async def test_replay_reads_while_the_server_writes(connect: Connect, db_path: P
 def test_sqlite_json_lines_equal_the_orjson_ones(
     texts: list[str], nonce: str | None, micros: int
 ) -> None:
-    """The JSON line SQLite builds (SQLite logs) and the one orjson builds (PostgreSQL logs) are
-    the same bytes for any text, control characters and astral planes included."""
+    """SQLite's json_object line and the orjson line (PostgreSQL path) are the same bytes."""
     from chatlog.replay import SQLITE_JSON_ROW, json_line
 
     sent = f"2026-11-25 20:21:15.{micros:06d}"

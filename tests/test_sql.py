@@ -43,8 +43,7 @@ def digest(path: Path) -> str:
 def test_a_write_fails_clearly_and_nothing_changes(
     served: ServedLog, statement: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Writes, schema changes, ATTACH (which would create a file) and setting pragmas all fail
-    with one line saying the log is read-only; the file's bytes stay the same."""
+    """Writes, DDL, ATTACH or pragma changes fail with one read-only line; the file is unchanged."""
     monkeypatch.chdir(tmp_path)
     before = digest(served.path)
     result = run_cli("sql", "--db", str(served.path), statement)
@@ -58,8 +57,7 @@ def test_a_write_fails_clearly_and_nothing_changes(
 
 
 def test_formats_and_bound_parameters(served: ServedLog) -> None:
-    """json is an array keyed by column, jsonl one object a line, csv has a header, table aligns;
-    --param binds :names (integers as integers)."""
+    """json, jsonl, csv and table carry the same rows; --param binds :names (ints as ints)."""
     sql = "SELECT id, author, text FROM messages WHERE room = :room AND id > :after ORDER BY id"
     want = query(served.path, sql.replace(":room", "?").replace(":after", "?"), "dev", 3)
     base = ["sql", "--db", str(served.path), "-p", "room", "dev", "--param", "after", "3", sql]

@@ -52,8 +52,7 @@ async def _say_once(db: Path) -> int:
 
 
 def test_export_import_export_is_byte_identical(served: ServedLog, tmp_path: Path) -> None:
-    """Export, import into a new file (created and migrated), export again: the same bytes; the
-    server then carries on with IDs above the imported ones (AUTOINCREMENT kept)."""
+    """Export, import, export is byte-identical, and the server then continues above the last ID."""
     first = export(served.path)
     (tmp_path / "log.jsonl").write_bytes(first)
     target = tmp_path / "restored.db"
@@ -104,8 +103,7 @@ def _lines(served: ServedLog) -> list[dict[str, object]]:
 def test_a_bad_line_is_reported_by_number_and_nothing_is_written(
     served: ServedLog, tmp_path: Path, line: str, why: str
 ) -> None:
-    """Line 4 is bad: the error names line 4 and why; no database file is created, and an
-    existing empty one stays empty."""
+    """A bad line 4 is reported as line 4 with why, and nothing is created or written."""
     rows = _lines(served)[:4]
     for row in rows[:3]:
         row["nonce"] = None
