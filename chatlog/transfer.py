@@ -171,6 +171,22 @@ async def _precheck(url: str, first_id: int) -> None:
         await engine.dispose()
 
 
+_SQLITE_INSERT: Final = (
+    f"INSERT INTO messages ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+
+
+async def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Insert validated rows, ``sent_at`` stored exactly as the server stores it."""
+    if conn.dialect.name != "sqlite":
+        await conn.execute(insert(messages), rows)
+        return
+    # Plain executemany with tuples: several times faster than Core's per-row dict handling.
+    for row in rows:
+        row["sent_at"] = row["sent_at"].strftime("%Y-%m-%d %H:%M:%S.%f")
+    await conn.exec_driver_sql(_SQLITE_INSERT, [tuple(row[c] for c in COLUMNS) for row in rows])
+
+
 def _remove_database(path: Path) -> None:
     """Undo a database file this import created (it failed before holding anything)."""
     for suffix in ("", "-wal", "-shm", "-journal"):
@@ -196,12 +212,12 @@ async def import_log(url: str, source: IO[bytes], make_progress: Callable[[int],
                 for row in _fast_rows(source):
                     batch.append(row)
                     if len(batch) >= INSERT_BATCH:
-                        await conn.execute(insert(messages), batch)
+                        await _insert(conn, batch)
                         progress.update(len(batch))
                         batch = []
                     last = row["id"]
                 if batch:
-                    await conn.execute(insert(messages), batch)
+                    await _insert(conn, batch)
                     progress.update(len(batch))
                 if conn.dialect.name == "postgresql":
                     # Later messages must get higher IDs than the imported ones.
