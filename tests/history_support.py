@@ -71,7 +71,7 @@ class ServedLog:
 async def serve_and_chat(path: Path, rounds: int = 8) -> ServedLog:
     """Start the real server on ``path``, chat in three rooms over real sockets, stop it."""
     log = ServedLog(path)
-    server = TestServer(create_app(Settings(db=str(path), heartbeat=0)))
+    server = TestServer(create_app(Settings(db=str(path), heartbeat=0, rate=0)))
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:

@@ -38,7 +38,7 @@ def export(db: Path, *args: str) -> bytes:
 
 
 async def _say_once(db: Path) -> int:
-    server = TestServer(create_app(Settings(db=str(db), heartbeat=0)))
+    server = TestServer(create_app(Settings(db=str(db), heartbeat=0, rate=0)))
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:
