@@ -182,3 +182,15 @@ main.add_command(bench)
 from chatlog.token_cli import token_group  # noqa: E402
 
 main.add_command(token_group)
+
+from chatlog.history_cli import (  # noqa: E402
+    export_command,
+    import_command,
+    replay_command,
+    sql_command,
+)
+
+main.add_command(sql_command)
+main.add_command(replay_command)
+main.add_command(export_command)
+main.add_command(import_command)
