@@ -12,6 +12,7 @@ from aiohttp import WSCloseCode, web
 
 from chatlog import db, health, page, protocol, store
 from chatlog.connection import websocket_handler
+from chatlog.fanout import make_fanout
 from chatlog.guard import Guard
 from chatlog.hub import Hub
 from chatlog.limits import watch_stalled
@@ -46,11 +47,12 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the log, sweep connections a crash left behind, run the writer; then drain it."""
     settings = app[SETTINGS]
     async with db.open_engine(settings.url, synchronous=settings.synchronous) as engine:
-        swept = await store.sweep_connections(engine)
-        if swept:
-            log.info("swept %d connection rows left by a previous run", swept)
         hub = Hub()
         metrics = app[METRICS]
+        node = secrets.token_hex(8)
+        # SQLite: sweep every connection row a crash left; PostgreSQL: only dead nodes' rows.
+        fanout = make_fanout(engine, hub, settings, node)
+        await fanout.prepare()
 
         def failed(batch: list[NewMessage], exc: BaseException) -> None:
             metrics.errors.labels("store-failed").inc(len(batch))
@@ -65,20 +67,23 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
 
         writer = Writer(
             engine,
-            hub.publish,
+            fanout.on_commit,
             failed,
             batch_max=settings.batch_max,
             on_stats=metrics.observe_commit,
+            before_append=fanout.before_append,
         )
         await writer.start()
+        await fanout.start()
         app[RUNTIME] = Runtime(
             settings=settings,
             engine=engine,
             writer=writer,
             hub=hub,
             epoch=await store.read_epoch(engine),
-            node=secrets.token_hex(8),
+            node=node,
             metrics=metrics,
+            fanout=fanout,
         )
         metrics.attach(app[RUNTIME])
         retention_task = None
@@ -100,6 +105,7 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
                     await retention_task
             # Sockets are closed by on_shutdown; commit whatever was received before it.
             await writer.close()
+            await fanout.close()
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -282,6 +282,7 @@ class Session:
                 return
             client.alias = frame.name
             self.rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
+            self.rt.fanout.presence_changed(client.room)
         else:
             await self._history(frame)
 
@@ -342,6 +343,7 @@ class Session:
             aliases = None  # shutting down: the next start-up sweeps the row
         if aliases is not None and client.alias is not None:
             rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
+            rt.fanout.presence_changed(client.room)
         await client.stop()
         log.info(
             "connection %s closed (code %s)", self.ws_id, self.ws.close_code, extra=self.log_extra

@@ -17,12 +17,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from chatlog.settings import SettingsError, sqlite_path
 
 BUSY_TIMEOUT_MS = 5000
+#: PostgreSQL advisory lock key held while migrating, so servers starting together take turns.
+MIGRATE_LOCK = 0x63686D67  # "chmg"
 
 
 def make_engine(url: str, *, synchronous: str = "FULL", readonly: bool = False) -> AsyncEngine:
@@ -97,6 +99,8 @@ def _run_command(sync_conn: Connection, name: str, revision: str) -> None:
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Migrate the database up to ``revision`` (head by default), creating it if needed."""
     async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK})
         await conn.run_sync(_run_command, "upgrade", revision)
 
 

@@ -134,6 +134,8 @@ class Client:
         #: Loop time at which the batch being written started; None while idle. A peer that
         #: stops reading blocks the write, and Hub.kick_stalled closes it after a deadline.
         self.writing_since: float | None = None
+        # Highest chat ID the greeting or the resume backlog answered (see send_chat).
+        self._floor = 0
 
     @property
     def author(self) -> str:
@@ -183,6 +185,13 @@ class Client:
 
     def send_chat(self, ids: Sequence[int], item: Outgoing) -> None:
         """Queue committed chat frames, holding them back while a resume is in progress."""
+        if ids and ids[0] <= self._floor:  # ids ascend within a batch
+            # The greeting (Head) or the resume backlog already covered these: a fan-out that
+            # lags behind them (the PostgreSQL reader) must not send them again.
+            kept = [(i, f) for i, f in zip(ids, item[0], strict=True) if i > self._floor]
+            if not kept:
+                return
+            ids, item = [i for i, _ in kept], outgoing(tuple(f for _, f in kept))
         if self._held is not None:
             self._held.extend(zip(ids, item[0], strict=True))
         else:
@@ -195,6 +204,7 @@ class Client:
     def release(self, after_id: int) -> None:
         """Queue the held frames newer than ``after_id``, the last ID the backlog sent."""
         held, self._held = self._held or [], None
+        self._floor = max(self._floor, after_id)
         fresh = tuple(frame for msg_id, frame in held if msg_id > after_id)
         if fresh:
             self.send_batch(fresh)

@@ -67,6 +67,10 @@ class Settings:
     handshake_timeout: float = 10.0
     #: Seconds a socket may refuse our writes (peer not reading) before it is closed (1013).
     send_timeout: float = 5.0
+    #: PostgreSQL only: seconds between this server's heartbeats in the ``nodes`` table.
+    node_heartbeat: float = 2.0
+    #: PostgreSQL only: a node silent this long is dead and its users are swept.
+    node_timeout: float = 10.0
 
     @property
     def url(self) -> str:
@@ -118,6 +122,8 @@ class Settings:
             raise SettingsError("handshake-timeout and send-timeout must be positive seconds")
         if self.auth_secret is not None and len(self.auth_secret) < 16:
             raise SettingsError("auth-secret must be at least 16 characters")
+        if not 0 < self.node_heartbeat < self.node_timeout:
+            raise SettingsError("node-heartbeat must be positive and shorter than node-timeout")
         if self.log_format not in ("text", "json"):
             raise SettingsError("log-format must be 'text' or 'json'")
         database_url(self.db)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chatlog.fanout import Fanout
 from chatlog.guard import Guard
 from chatlog.hub import Hub
 from chatlog.metrics import Metrics
@@ -28,6 +29,8 @@ class Runtime:
     node: str
     #: The app's metrics (the same object as ``app[METRICS]``).
     metrics: Metrics
+    #: Delivers commits and presence changes: in-process (SQLite) or through PostgreSQL.
+    fanout: Fanout
 
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -85,9 +85,13 @@ class Writer:
         *,
         batch_max: int = 1000,
         on_stats: OnStats | None = None,
+        before_append: Op | None = None,
     ) -> None:
         self._engine = engine
         self._on_stats = on_stats
+        #: Runs first in every append transaction (PostgreSQL: the lock that orders appends;
+        #: SQLite's one-hop fast path has no such hook and needs none: one writer per file).
+        self._before_append = before_append
         self._on_commit = on_commit
         self._on_failure = on_failure
         self._batch_max = batch_max
@@ -184,6 +188,8 @@ class Writer:
             stored = await fastcommit.commit_batch(conn, batch, utcnow())
             if stored is None:
                 async with conn.begin():
+                    if self._before_append is not None:
+                        await self._before_append(conn)
                     stored = await insert_messages(conn, batch, utcnow())
         except Exception as exc:
             log.error("commit of %d messages failed: %s", len(batch), exc)

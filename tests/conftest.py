@@ -26,6 +26,19 @@ def skip_or_fail(reason: str) -> None:
 
 
 @pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for this test (``postgresql://`` URL), dropped afterwards."""
+    from tests.pgsupport import ENV, fresh_database, server_url
+
+    url = server_url()
+    if url is None:
+        skip_or_fail(f"{ENV} is not set: no PostgreSQL to test against")
+        raise AssertionError("unreachable")
+    async with fresh_database(url) as db_url:
+        yield db_url
+
+
+@pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "chat.db"
 

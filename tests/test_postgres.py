@@ -1,0 +1,319 @@
+"""Several `chatlog serve` processes on one real PostgreSQL behave as one chat server.
+
+Each test gets its own freshly created database (``pg_url``), dropped afterwards. The tests skip
+without CHATLOG_TEST_POSTGRES_URL, and fail instead under CI=true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import aiohttp
+import pytest
+from alembic import command
+from sqlalchemy import Connection
+
+from chatlog import db
+from chatlog.hub import Hub
+from chatlog.pgfanout import PostgresFanout
+from chatlog.settings import database_url
+from chatlog.store import NewMessage, StoredMessage, Writer
+from tests.pgsupport import fetch
+from tests.servers import ServerProcess
+from tests.support import ChatClient, b64
+
+#: Short presence timings so a dead server is noticed quickly in tests.
+NODE_HEARTBEAT, NODE_TIMEOUT = 0.5, 3.0
+#: The stated ghost bound for these timings (README: node-timeout + node-heartbeat).
+GHOST_BOUND = NODE_TIMEOUT + NODE_HEARTBEAT
+WAIT = 20.0
+
+
+@contextlib.asynccontextmanager
+async def cluster(url: str, count: int) -> AsyncIterator[list[ServerProcess]]:
+    """``count`` server processes on one database, started together (they migrate in turn)."""
+    servers = [
+        ServerProcess(
+            url, "--node-heartbeat", str(NODE_HEARTBEAT), "--node-timeout", str(NODE_TIMEOUT)
+        )
+        for _ in range(count)
+    ]
+    try:
+        await asyncio.gather(*(asyncio.to_thread(s.start) for s in servers))
+        yield servers
+    finally:
+        for server in servers:
+            server.__exit__()
+
+
+async def join(
+    session: aiohttp.ClientSession, server: ServerProcess, room: str = "main", **query: Any
+) -> ChatClient:
+    params = "&".join(f"{k}={v}" for k, v in {"room": room, **query}.items())
+    return await ChatClient.connect(session, f"{server.url}?{params}")
+
+
+async def chats_until(client: ChatClient, last_text: str, timeout: float = WAIT) -> list[Any]:
+    """Every Chat frame up to and including the one carrying ``last_text``."""
+    frames: list[Any] = []
+    async with asyncio.timeout(timeout):
+        while not frames or frames[-1]["Message"] != b64(last_text):
+            frames.append(await client.recv("Chat"))
+    return frames
+
+
+async def chats_until_closed(client: ChatClient) -> list[Any]:
+    """Chat frames until the socket dies (its server was killed)."""
+    frames: list[Any] = []
+    async with asyncio.timeout(WAIT):
+        async for msg in client.ws:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                frame = json.loads(msg.data)
+                if frame.get("Type") == "Chat":
+                    frames.append(frame)
+    return frames
+
+
+async def log_of(url: str, room: str) -> list[tuple[int, str]]:
+    rows = await fetch(url, "select id, message from messages where room = $1 order by id", room)
+    return [(row["id"], row["message"]) for row in rows]
+
+
+def seen(frames: Sequence[Any]) -> list[tuple[int, str]]:
+    return [(frame["ID"], frame["Message"]) for frame in frames]
+
+
+async def say_many(client: ChatClient, tag: str, count: int, pause: float = 0.0) -> None:
+    for i in range(count):
+        await client.say(f"{tag}-{i}")
+        await asyncio.sleep(pause)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = WAIT) -> None:
+    """Poll ``check`` until it holds; fail after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _check(sync_conn: Connection) -> None:
+    cfg = db.alembic_config()
+    cfg.attributes["connection"] = sync_conn
+    command.check(cfg)
+
+
+async def test_migrations_upgrade_check_and_downgrade_on_postgres(pg_url: str) -> None:
+    """The same alembic chain builds the schema on PostgreSQL, shows no drift, and drops it."""
+    engine = db.make_engine(database_url(pg_url))
+    query = "select tablename from pg_tables where schemaname = 'public' order by 1"
+    try:
+        await db.upgrade(engine)
+        assert await db.current_revision(engine) == db.head_revision()
+        async with engine.connect() as conn:
+            await conn.run_sync(_check)
+        tables = {row["tablename"] for row in await fetch(pg_url, query)}
+        assert {"messages", "users", "websocket_connections", "errors", "meta", "nodes"} <= tables
+        await db.downgrade(engine, "base")
+        assert [row["tablename"] for row in await fetch(pg_url, query)] == ["alembic_version"]
+        await db.upgrade(engine)
+        async with engine.connect() as conn:
+            await conn.run_sync(_check)
+    finally:
+        await engine.dispose()
+
+
+class RecordingHub(Hub):
+    """A hub with one room and no sockets that remembers what the fan-out published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rooms["r"] = {}
+        self.published: list[StoredMessage] = []
+
+    def publish(self, stored: list[StoredMessage]) -> None:
+        self.published.extend(stored)
+
+
+async def test_no_row_is_skipped_under_concurrent_writers(pg_url: str) -> None:
+    """Three writers on three connections commit small batches concurrently while a reader
+    follows "id > last" in tiny pages: it publishes every row exactly once, in ID order."""
+    url = database_url(pg_url)
+    engines = [db.make_engine(url) for _ in range(4)]
+    hub = RecordingHub()
+    reader = PostgresFanout(engines[0], hub, node="reader", address=None, poll=0.02, page=7)
+    writers: list[Writer] = []
+    try:
+        await db.upgrade(engines[0])
+        await reader.prepare()
+        await reader.start()
+        for i, engine in enumerate(engines[1:]):
+            lock = PostgresFanout(engine, Hub(), node=f"w{i}", address=None).before_append
+            writer = Writer(engine, lambda _s: None, _fail, batch_max=3, before_append=lock)
+            await writer.start()
+            writers.append(writer)
+
+        async def write(writer: Writer, tag: int) -> None:
+            for n in range(150):
+                text = f"{tag}-{n}"
+                raw = json.dumps({"Message": b64(text), "Author": "w"})
+                await writer.append(NewMessage("r", f"ws{tag}", "w", b64(text), text, raw, {}))
+                if n % 4 == 0:
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(*(write(w, i) for i, w in enumerate(writers)))
+        for writer in writers:
+            await writer.close()
+        ids = [row_id for row_id, _ in await log_of(pg_url, "r")]
+        assert len(ids) == 450
+        await eventually(lambda: _true(reader.last >= ids[-1]))
+        assert [m.id for m in hub.published] == ids
+    finally:
+        await reader.close()
+        for engine in engines:
+            await engine.dispose()
+
+
+def _fail(batch: list[NewMessage], exc: BaseException) -> None:
+    raise AssertionError(f"a batch of {len(batch)} failed: {exc}")
+
+
+@pytest.mark.parametrize("count", [2, 3])
+async def test_every_client_sees_its_room_once_in_one_id_order(pg_url: str, count: int) -> None:
+    """Clients spread over 2 or 3 servers, all sending at once: each client gets every message
+    of its room exactly once, in the log's ID order, the same order for everyone."""
+    async with cluster(pg_url, count) as servers, aiohttp.ClientSession() as session:
+        rooms: dict[str, list[ChatClient]] = {"a": [], "b": []}
+        for server in servers:
+            for room in ("a", "a", "b"):
+                rooms[room].append(await join(session, server, room))
+        per_sender = 15
+        readers = {
+            room: [asyncio.create_task(c.chats(len(cs) * per_sender, WAIT)) for c in cs]
+            for room, cs in rooms.items()
+        }
+        await asyncio.gather(
+            *(
+                say_many(c, f"{room}{i}", per_sender)
+                for room, cs in rooms.items()
+                for i, c in enumerate(cs)
+            )
+        )
+        for room, clients in rooms.items():
+            got = [seen(frames) for frames in await asyncio.gather(*readers[room])]
+            expected = await log_of(pg_url, room)
+            assert len(expected) == len(clients) * per_sender
+            assert all(frames == expected for frames in got)
+            # Nothing more was queued behind: the next Chat each client gets is the sentinel.
+            await clients[-1].say(f"end-{room}")
+            for client in clients:
+                assert (await client.recv("Chat"))["Message"] == b64(f"end-{room}")
+
+
+async def test_resume_on_another_server_without_gap_or_duplicate(pg_url: str) -> None:
+    """A client that saw up to ID n on server A resumes on server B while messages keep coming:
+    it gets exactly the IDs after n, in order; its alias showed up and left on B too."""
+    async with cluster(pg_url, 2) as (a, b), aiohttp.ClientSession() as session:
+        sender = await join(session, b)
+        reader = await join(session, a)
+        await reader.alias("reader")
+        await sender.until_users("reader")  # presence crossed from A to B
+        await say_many(sender, "before", 10)
+        before = await reader.chats(10)
+        last = before[-1]["ID"]
+        await reader.close()
+        await sender.until_users()
+        sending = asyncio.create_task(say_many(sender, "during", 40, pause=0.005))
+        await asyncio.sleep(0.05)
+        resumed = await join(session, b, since=last)
+        await sending
+        await sender.say("end")
+        after = await chats_until(resumed, "end")
+        log = await log_of(pg_url, "main")
+        assert seen(before) + seen(after) == log
+        marker = next(f for f in resumed.seen if f.get("Type") == "Resumed")
+        assert marker["From"] == last + 1 and marker["Complete"] is True
+
+
+async def test_sigkill_one_server_under_load(pg_url: str) -> None:
+    """SIGKILL a server while everyone sends: its client resumes on another server with
+    nothing lost, and its user leaves the other servers' user lists within the stated bound."""
+    async with cluster(pg_url, 3) as (a, b, c), aiohttp.ClientSession() as session:
+        alice, bob, carol = await join(session, a), await join(session, b), await join(session, c)
+        for client, name in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
+            await client.alias(name)
+        await carol.until_users("alice", "bob", "carol")
+        stop = asyncio.Event()
+
+        async def keep_sending(client: ChatClient, tag: str) -> None:
+            n = 0
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                while not stop.is_set() and not client.ws.closed:
+                    await client.say(f"{tag}-{n}")
+                    n += 1
+                    await asyncio.sleep(0.01)
+
+        alice_before = asyncio.create_task(chats_until_closed(alice))
+        bob_all = asyncio.create_task(chats_until(bob, "end", 60))
+        senders = [asyncio.create_task(keep_sending(x, t)) for x, t in ((alice, "a"), (bob, "b"))]
+        await asyncio.sleep(1.0)
+        a.kill()
+        before = await alice_before
+        assert before, "alice received messages before her server died"
+        # The ghost leaves carol's list (on another server) within the bound, plus scheduling.
+        await carol.until_users("bob", "carol", timeout=GHOST_BOUND + 3)
+        alice2 = await join(session, b, since=before[-1]["ID"])
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*senders)
+        await bob.say("end")
+        after = await chats_until(alice2, "end")
+        log = await log_of(pg_url, "main")
+        assert seen(before) + seen(after) == log
+        assert seen(await bob_all) == log
+        await chats_until(carol, "end")  # carol's list waits skipped chats; ``seen`` has all
+        assert seen([f for f in carol.seen if f.get("Type") == "Chat"]) == log
+
+
+async def test_killed_listener_delays_but_never_loses(pg_url: str) -> None:
+    """Terminating every server's LISTEN connection mid-load (lost notifications) delays
+    delivery until the listener reconnects or the timer fires; nothing is lost."""
+    async with cluster(pg_url, 2) as (a, b), aiohttp.ClientSession() as session:
+        x, y = await join(session, a), await join(session, b)
+        readers = [asyncio.create_task(chats_until(c, "end")) for c in (x, y)]
+        sending = [
+            asyncio.create_task(say_many(c, t, 60, pause=0.01)) for c, t in ((x, "x"), (y, "y"))
+        ]
+        await asyncio.sleep(0.2)
+        killed = await fetch(
+            pg_url,
+            "select pg_terminate_backend(pid) from pg_stat_activity "
+            "where application_name like 'chatlog-listener-%' and datname = current_database()",
+        )
+        assert len(killed) == 2
+        await asyncio.gather(*sending)
+        await y.say("end")
+        got = [seen(frames) for frames in await asyncio.gather(*readers)]
+        log = await log_of(pg_url, "main")
+        assert len(log) == 121 and got == [log, log]
+        await eventually(lambda: _back(pg_url))  # both listeners reconnected
+
+
+async def _back(url: str) -> bool:
+    return len(await _listeners(url)) == 2
+
+
+async def _listeners(url: str) -> list[Any]:
+    return await fetch(
+        url,
+        "select pid from pg_stat_activity "
+        "where application_name like 'chatlog-listener-%' and datname = current_database()",
+    )
