@@ -1,4 +1,4 @@
-"""The core chat behaviours of tests/test_chat.py, run again on a PostgreSQL-backed server.
+"""Core chat and resume tests (test_chat.py, test_resume.py) again, on a PostgreSQL server.
 
 The ``settings`` fixture is overridden so the in-process test server uses a fresh PostgreSQL
 database (``pg_url``); the imported tests then run unchanged against it.
@@ -6,8 +6,12 @@ database (``pg_url``); the imported tests then run unchanged against it.
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Awaitable, Callable
 
+import pytest
+from aiohttp.test_utils import TestServer
+
+from chatlog.app import create_app
 from chatlog.settings import Settings
 from tests.conftest import Connect
 from tests.pgsupport import fetch
@@ -18,18 +22,36 @@ from tests.test_chat import (
     test_rename_replaces_and_close_removes_exactly_that_entry,
     test_rooms_are_isolated,
 )
+from tests.test_resume import (
+    test_empty_resume_still_sends_the_marker,
+    test_epoch_mismatch_is_signalled,
+    test_history_pages_backwards_in_ascending_order,
+    test_status_head_allows_exact_resume_with_nothing_received,
+)
 
 __all__ = [
+    "test_empty_resume_still_sends_the_marker",
+    "test_epoch_mismatch_is_signalled",
+    "test_history_pages_backwards_in_ascending_order",
     "test_ids_are_in_order_for_every_client",
     "test_open_sends_status_then_userlist",
     "test_rename_replaces_and_close_removes_exactly_that_entry",
     "test_rooms_are_isolated",
+    "test_status_head_allows_exact_resume_with_nothing_received",
 ]
 
 
 @pytest.fixture
 def settings(pg_url: str) -> Settings:
     return Settings(db=pg_url, heartbeat=0)
+
+
+@pytest.fixture
+async def server(
+    settings: Settings, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> TestServer:
+    """As in conftest, but set up after the database so it stops before the database drops."""
+    return await aiohttp_server(create_app(settings))
 
 
 async def test_retried_nonce_is_stored_once_and_acked_to_its_sender(
