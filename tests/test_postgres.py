@@ -220,7 +220,8 @@ async def test_every_client_sees_its_room_once_in_one_id_order(pg_url: str, coun
 
 async def test_resume_on_another_server_without_gap_or_duplicate(pg_url: str) -> None:
     """A client that saw up to ID n on server A resumes on server B while messages keep coming:
-    it gets exactly the IDs after n, in order; its alias showed up and left on B too."""
+    it gets exactly the IDs after n, in order; its alias showed up and left on B too; a
+    SIGTERMed server removes its node row."""
     async with cluster(pg_url, 2) as (a, b), aiohttp.ClientSession() as session:
         sender = await join(session, b)
         reader = await join(session, a)
@@ -241,6 +242,10 @@ async def test_resume_on_another_server_without_gap_or_duplicate(pg_url: str) ->
         assert seen(before) + seen(after) == log
         marker = next(f for f in resumed.seen if f.get("Type") == "Resumed")
         assert marker["From"] == last + 1 and marker["Complete"] is True
+        # A clean stop removes the server's own node row at once (no sweep needed).
+        assert len(await fetch(pg_url, "select node from nodes")) == 2
+        assert a.terminate() == 0
+        assert len(await fetch(pg_url, "select node from nodes")) == 1
 
 
 async def test_sigkill_one_server_under_load(pg_url: str) -> None:
