@@ -43,7 +43,7 @@ __all__ = [
 
 @pytest.fixture
 def settings(pg_url: str) -> Settings:
-    return Settings(db=pg_url, heartbeat=0)
+    return Settings(db=pg_url, heartbeat=0, node_heartbeat=0.3, node_timeout=5.0)
 
 
 @pytest.fixture
@@ -70,3 +70,15 @@ async def test_retried_nonce_is_stored_once_and_acked_to_its_sender(
     assert (await other.recv("Chat"))["Message"] == b64("next")
     rows = await fetch(pg_url, "select id from messages where nonce = 'n-1'")
     assert [row["id"] for row in rows] == [first["ID"]]
+
+
+async def test_swept_live_server_registers_its_sockets_again(connect: Connect, pg_url: str) -> None:
+    """A live server whose rows were swept (as if it had missed heartbeats) puts its sockets'
+    rows back on its next heartbeat and re-sends the user list."""
+    alice = await connect()
+    await alice.alias("alice")
+    for table in ("users", "websocket_connections", "nodes"):
+        await fetch(pg_url, f"delete from {table}")
+    await alice.until_users("alice")
+    assert [r["alias"] for r in await fetch(pg_url, "select alias from users")] == ["alice"]
+    assert len(await fetch(pg_url, "select node from nodes")) == 1
