@@ -23,8 +23,9 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import click
@@ -106,7 +107,7 @@ class ServerProbe:
         return self.rss()
 
 
-def chatlog_argv(port: int, db: Path, synchronous: str, extra: tuple[str, ...]) -> list[str]:
+def chatlog_argv(port: int, db: Path | str, synchronous: str, extra: tuple[str, ...]) -> list[str]:
     """The command line of a spawned chatlog server: temp db, heartbeat off, no rate limit."""
     argv = [sys.executable, "-m", "chatlog", "serve", "--port", str(port), "--db", str(db)]
     argv += ["--heartbeat", "0", "--synchronous", synchronous]
@@ -297,12 +298,20 @@ def _merge(
     return result
 
 
+class Running(Protocol):
+    """What a target's servers offer: one :class:`Spawned` or a PostgreSQL cluster."""
+
+    def wait_ready(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class Target:
     """A server to measure: spawned by the bench or reached at ``--url``."""
 
     name: str
-    make: Callable[[], tuple[str, Spawned | None, ServerProbe | None]]
+    make: Callable[[], tuple[str, Running | None, ServerProbe | None]]
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -377,8 +386,14 @@ def _fmt(fmt: str, value: Any) -> str:
     return fmt.format(value)
 
 
-def render(cfg: Config, summaries: dict[str, dict[str, Any]], ratios: dict[str, Any]) -> str:
+def render(
+    cfg: Config,
+    summaries: dict[str, dict[str, Any]],
+    ratios: dict[str, Any],
+    vs_sqlite: dict[str, dict[str, Any]] | None = None,
+) -> str:
     """The report as a plain text table."""
+    vs_sqlite = vs_sqlite or {}
     names = list(summaries)
     lines = [
         f"clients={cfg.clients} senders={cfg.senders} rooms={cfg.rooms} size={cfg.size} B "
@@ -387,11 +402,13 @@ def render(cfg: Config, summaries: dict[str, dict[str, Any]], ratios: dict[str, 
         + f" procs={cfg.procs} window={cfg.inflight() if not cfg.rate else '-'}"
     ]
     header = ["", *names] + (["ratio"] if ratios else [])
+    header += [f"{name}/sqlite" for name in vs_sqlite]
     rows = [header]
     for label, path, fmt in ROWS:
         row = [label] + [_fmt(fmt, _get(summaries[n], path)) for n in names]
         if ratios:
             row.append(_fmt("{:.2f}x", ratios.get(path)))
+        row += [_fmt("{:.2f}x", versus.get(path)) for versus in vs_sqlite.values()]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for row in rows:
@@ -433,8 +450,14 @@ def run_bench(
     pid: int | None,
     server_args: tuple[str, ...],
     echo: Callable[[str], None],
+    postgres: str | None = None,
+    pg_servers: tuple[int, ...] = (),
 ) -> dict[str, Any]:
-    """Measure chatlog (and the baseline) ``repeat`` times, alternating, and summarise."""
+    """Measure chatlog (and the baseline) ``repeat`` times, alternating, and summarise.
+
+    With ``postgres`` (a PostgreSQL server URL) it also measures ``pg_servers`` servers on
+    one temporary PostgreSQL database each, and reports their figures relative to SQLite.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="chatlog-bench-"))
     env = {**os.environ, "CHATLOG_LOG_LEVEL": "WARNING"}
     try:
@@ -465,6 +488,14 @@ def run_bench(
         targets.append(Target(main, spawn_chatlog if spawn else external))
         if baseline:
             targets.append(Target("baseline", spawn_baseline))
+        if postgres:
+            from chatlog.bench_pg import spawn_cluster
+
+            for count in pg_servers:
+                make = partial(
+                    spawn_cluster, postgres, count, synchronous, server_args, workdir, env
+                )
+                targets.append(Target(f"postgres-{count}", make))
         for i in range(repeat):
             for target in targets:
                 url, server, probe = target.make()
@@ -472,7 +503,8 @@ def run_bench(
                     if server:
                         server.wait_ready()
                     echo(f"run {i + 1}/{repeat}: {target.name} at {url}")
-                    target.runs.append(measure(replace(cfg, url=url), probe))
+                    urls = tuple(getattr(server, "urls", ()))
+                    target.runs.append(measure(replace(cfg, url=url, urls=urls), probe))
                 finally:
                     if server:
                         server.stop()
@@ -483,8 +515,17 @@ def run_bench(
                 a, b = _get(summaries[main], path), _get(summaries["baseline"], path)
                 if isinstance(a, int | float) and isinstance(b, int | float) and b:
                     ratios[path] = a / b
+        vs_sqlite: dict[str, dict[str, Any]] = {}
+        for name in summaries:
+            if name.startswith("postgres-"):
+                vs_sqlite[name] = {}
+                for path in RATIOS:
+                    a, b = _get(summaries[name], path), _get(summaries[main], path)
+                    if isinstance(a, int | float) and isinstance(b, int | float) and b:
+                        vs_sqlite[name][path] = a / b
         return {
             "config": asdict(cfg),
+            "vs_sqlite": vs_sqlite,
             "synchronous": synchronous if spawn else None,
             "repeat": repeat,
             "results": summaries,
@@ -520,6 +561,17 @@ def run_bench(
 @click.option("--pid", type=int, help="PID of the server at --url (for CPU and RSS).")
 @click.option("--server-arg", "server_args", multiple=True, help="Extra `serve` argument.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--postgres",
+    metavar="URL",
+    help="With --spawn: also measure servers on a temporary database on this PostgreSQL.",
+)
+@click.option(
+    "--pg-servers",
+    default="1,2",
+    show_default=True,
+    help="With --postgres: how many servers share the database, per measured target.",
+)
 def bench(
     url: str,
     clients: int,
@@ -539,6 +591,8 @@ def bench(
     pid: int | None,
     server_args: tuple[str, ...],
     as_json: bool,
+    postgres: str | None,
+    pg_servers: str,
 ) -> None:
     """Load a chat server with N clients and report throughput, latency, CPU and losses.
 
@@ -547,10 +601,17 @@ def bench(
     chatlog's figures as ratios of it. Every run checks that no message was lost, repeated
     or reordered. Use 127.0.0.1 and bounded runs: this is a load generator.
 
+    With --spawn --postgres URL it also measures 1 and 2 (--pg-servers) servers sharing a
+    temporary PostgreSQL database, clients spread round-robin over them, and reports their
+    figures relative to SQLite (the chatlog column).
+
     \b
     Example:
         chatlog bench --spawn --baseline --clients 100 --senders 10 --duration 4 --repeat 3
+        chatlog bench --spawn --postgres postgresql://postgres@127.0.0.1/test --repeat 3
     """
+    if postgres and not spawn:
+        raise click.UsageError("--postgres needs --spawn (the bench starts those servers)")
     cfg = Config(
         url=url,
         clients=clients,
@@ -575,10 +636,22 @@ def bench(
         pid=pid,
         server_args=server_args,
         echo=(lambda text: click.echo(text, err=True)) if not as_json else (lambda text: None),
+        postgres=postgres,
+        pg_servers=_server_counts(pg_servers),
     )
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
-    click.echo(render(cfg, report["results"], report["ratios"]))
+    click.echo(render(cfg, report["results"], report["ratios"], report["vs_sqlite"]))
     for note in report["notes"]:
         click.echo(f"note: {note}")
+
+
+def _server_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise click.BadParameter("give server counts like 1,2", param_hint="--pg-servers")
+    return counts

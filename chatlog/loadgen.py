@@ -54,6 +54,12 @@ class Config:
     window: int = 0
     warmup: float = 1.0
     connect_timeout: float = 120.0
+    #: Several servers sharing one database: clients connect round-robin over them.
+    urls: tuple[str, ...] = ()
+
+    def url_of(self, index: int) -> str:
+        """The server client ``index`` connects to."""
+        return self.urls[index % len(self.urls)] if self.urls else self.url
 
     def room_of(self, index: int) -> int:
         return index % self.rooms
@@ -100,7 +106,7 @@ class _Conn(asyncio.Protocol):
     # protocol callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        parts = urlsplit(self.w.cfg.url)
+        parts = urlsplit(self.w.cfg.url_of(self.index))
         sep = "&" if parts.query else ""
         target = f"{parts.path or '/'}?{parts.query}{sep}room={self.room}"
         key = base64.b64encode(os.urandom(16)).decode()
@@ -280,12 +286,12 @@ class _Worker:
 
     async def connect(self) -> None:
         cfg = self.cfg
-        parts = urlsplit(cfg.url)
-        host, port = parts.hostname or "127.0.0.1", parts.port or 80
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(64)
 
         async def one(index: int) -> None:
+            parts = urlsplit(cfg.url_of(index))
+            host, port = parts.hostname or "127.0.0.1", parts.port or 80
             conn = _Conn(self, index, f"bench-{cfg.room_of(index)}")
             async with gate:
                 await loop.create_connection(lambda: conn, host, port)

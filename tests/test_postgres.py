@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -22,6 +25,7 @@ from chatlog.hub import Hub
 from chatlog.pgfanout import PostgresFanout
 from chatlog.settings import database_url
 from chatlog.store import NewMessage, StoredMessage, Writer
+from tests.conftest import skip_or_fail
 from tests.pgsupport import fetch
 from tests.servers import ServerProcess
 from tests.support import ChatClient, b64
@@ -322,3 +326,40 @@ async def _listeners(url: str) -> list[Any]:
         "select pid from pg_stat_activity "
         "where application_name like 'chatlog-listener-%' and datname = current_database()",
     )
+
+
+def test_bench_measures_two_postgres_servers_against_sqlite() -> None:
+    """`chatlog bench --postgres` spreads clients over two PostgreSQL-backed servers: nothing
+    lost, repeated or out of order, and the report compares them with SQLite."""
+    from tests.pgsupport import ENV, server_url
+
+    url = server_url()
+    if url is None:
+        skip_or_fail(f"{ENV} is not set: no PostgreSQL to test against")
+        return
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chatlog",
+            "bench",
+            "--spawn",
+            "--postgres",
+            url,
+            "--pg-servers",
+            "2",
+            *("--clients", "6", "--senders", "4", "--messages", "200", "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert set(report["results"]) == {"chatlog", "postgres-2"}
+    pg = report["results"]["postgres-2"]
+    assert pg["lost"] == 0 and pg["duplicates"] == 0 and pg["out_of_order"] == 0
+    assert pg["deliveries"] == 200 * 6
+    assert {"deliveries_per_s", "latency_ms.p99"} <= set(report["vs_sqlite"]["postgres-2"])
