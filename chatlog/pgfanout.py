@@ -43,6 +43,10 @@ PRESENCE_CHANNEL = "chatlog_presence"
 #: Key of the transaction-level advisory lock that serialises appends across processes.
 APPEND_LOCK = 0x63686174  # "chat"
 
+#: Seconds a listener connect or a catch-up read may take before the connection is presumed
+#: dead (a half-open TCP connection would otherwise stall delivery silently) and replaced.
+IO_TIMEOUT = 10.0
+
 _APPEND_PROLOGUE = text("SELECT pg_advisory_xact_lock(:key), pg_notify(:channel, '')")
 _READ_NEW = (
     "SELECT id, room, ws_id, author, raw, sent_at FROM messages WHERE id > $1 ORDER BY id LIMIT $2"
@@ -132,7 +136,9 @@ class PostgresFanout:
 
     async def _connect(self) -> None:
         conn = await asyncpg.connect(
-            self._dsn, server_settings={"application_name": f"chatlog-listener-{self.node}"}
+            self._dsn,
+            timeout=IO_TIMEOUT,
+            server_settings={"application_name": f"chatlog-listener-{self.node}"},
         )
         await conn.add_listener(MESSAGES_CHANNEL, self._on_messages)
         await conn.add_listener(PRESENCE_CHANNEL, self._on_presence)
@@ -146,8 +152,10 @@ class PostgresFanout:
     async def _drop_listener(self) -> None:
         conn, self._listener = self._listener, None
         if conn is not None and not conn.is_closed():
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(conn.close(), 2.0)
+            except Exception:
+                conn.terminate()  # the server does not answer: just drop the socket
 
     async def _deliver(self) -> None:
         self._wake.set()  # catch up once at start
@@ -170,7 +178,7 @@ class PostgresFanout:
     async def _catch_up(self, conn: Any) -> None:
         """Publish every row after :attr:`last`, in ID order, a bounded page at a time."""
         while True:
-            rows = await conn.fetch(_READ_NEW, self.last, self.page)
+            rows = await conn.fetch(_READ_NEW, self.last, self.page, timeout=IO_TIMEOUT)
             if not rows:
                 return
             rooms = self.hub.rooms  # rows of rooms nobody here is in are skipped unparsed
