@@ -105,13 +105,31 @@ class Writer:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="chatlog-writer")
 
-    async def close(self) -> None:
-        """Commit everything already queued, then stop."""
+    async def close(self, grace: float = 30.0) -> None:
+        """Commit everything already queued, then stop.
+
+        If the database stays unreachable for ``grace`` seconds the writer is stopped anyway,
+        so a server whose database is gone can still shut down; what was not committed is
+        logged (and was never shown to anyone).
+        """
         if self._task is None or self._closed:
             return
         self._closed = True
         await self._queue.put(None)
-        await self._task
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
+            self._task.cancel()
+            lost = sum(isinstance(item, NewMessage) for item in self._drain_queue())
+            log.error("database unreachable at shutdown: %d queued messages not stored", lost)
+
+    def _drain_queue(self) -> list[_Item]:
+        items: list[_Item] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                items.append(item)
+        return items
 
     async def append(self, message: NewMessage) -> None:
         """Queue a message for the next commit (waits when the writer is far behind)."""
@@ -429,8 +447,8 @@ def record_error(ws_id: str | None, kind: str, detail: str) -> Op:
 async def sweep_connections(engine: AsyncEngine, *, node: str | None = None) -> int:
     """Delete connection rows (and their aliases) left by a server that died.
 
-    With ``node`` given only rows of other nodes than this one are kept; with ``None`` every
-    row goes, which is right for SQLite, where one server owns the file.
+    With ``node`` given only that node's rows go; with ``None`` every row goes, which is right
+    for SQLite, where one server owns the file.
     """
     async with engine.connect() as conn:
         conn = await conn.execution_options(immediate=True)

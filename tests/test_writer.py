@@ -59,3 +59,16 @@ async def test_closed_writer_refuses(tmp_path: Path) -> None:
         await writer.close()
         with pytest.raises(store.WriterClosed):
             await writer.append(message(0))
+
+
+async def test_close_gives_up_on_an_unreachable_database(tmp_path: Path) -> None:
+    """A writer whose database is gone still stops within its grace period."""
+    # An engine whose file cannot be opened: its directory is a plain file.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    broken = db.make_engine(database_url(str(blocker / "x.db")))
+    writer = Writer(broken, lambda _: None, lambda *_: None)
+    await writer.start()
+    await writer.append(message(1))
+    await asyncio.wait_for(writer.close(grace=0.5), 5)
+    await broken.dispose()
