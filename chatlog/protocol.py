@@ -117,7 +117,13 @@ def loads(text: str) -> Any:
         raise ProtocolError("too-deep", "the frame is nested too deeply") from None
     except ValueError as exc:
         raise ProtocolError("invalid-json", f"the frame is not valid JSON ({exc})") from None
-    _check_value(value, 0)
+    # Fast path for the usual frame: strict JSON forbids raw control characters in strings,
+    # so in all-ASCII text without a \u escape no string can hold a NUL or a lone surrogate,
+    # and fewer brackets than MAX_DEPTH cannot nest deeper than it.
+    if not (
+        text.isascii() and "\\u" not in text and text.count("{") + text.count("[") <= MAX_DEPTH
+    ):
+        _check_value(value, 0)
     return value
 
 
@@ -136,6 +142,10 @@ def _check_value(value: Any, depth: int) -> None:
 
 
 def _check_string(value: str) -> None:
+    # A NUL is legal JSON (\u0000) but truncates text in C APIs and in SQLite's length(),
+    # so a relayed value holding one would look different in SQL than on the wire.
+    if "\x00" in value:
+        raise ProtocolError("invalid-text", "the frame holds a NUL character")
     if value.isascii():
         return
     try:
@@ -161,21 +171,7 @@ def parse_client_frame(text: str) -> ClientFrame:
     return _history(obj["History"])
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
-
-
 def _chat(obj: dict[str, Any]) -> Chat:
-    # A NUL is legal JSON (\u0000) but truncates text in C APIs and in SQLite's length(),
-    # so a relayed key holding one would look different in SQL than on the wire.
-    if _has_nul(obj):
-        raise ProtocolError("invalid-text", "the frame holds a NUL character")
     body = obj["Message"]
     if not isinstance(body, str):
         raise ProtocolError("bad-type", '"Message" must be a base64 string')

@@ -47,7 +47,8 @@ def test_latin1_fallback_and_strict_base64() -> None:
         ('{"Message": "aGk=", "X": "\\ud800"}', "invalid-text"),
         (json.dumps({"Message": b64("a\x00b")}), "invalid-text"),
         (json.dumps({"Message": b64("bell\x07")}), "invalid-text"),
-        ('{"User": "bad\\u0000name"}', "invalid-alias"),
+        ('{"User": "bad\\u0000name"}', "invalid-text"),
+        ('{"Message": "aGk=", "X": ["a\\u0000b"]}', "invalid-text"),
         ('{"Message": "aGk=", "Nonce": ""}', "bad-type"),
         ('{"History": {"Limit": 0}}', "bad-type"),
         ('{"History": {"Before": true}}', "bad-type"),
@@ -80,3 +81,9 @@ def test_history_limit_is_capped() -> None:
     """A History request cannot ask for more than the cap."""
     frame = parse_client_frame('{"History": {"Limit": 100000}}')
     assert frame == HistoryRequest(None, protocol.HISTORY_MAX_LIMIT)
+
+
+def test_escaped_backslash_is_not_an_escape() -> None:
+    """A literal backslash-u in a relayed value is text, not a NUL or a surrogate."""
+    frame = parse_client_frame('{"Message": "aGk=", "X": "\\\\u0000 and \\\\ud800"}')
+    assert isinstance(frame, Chat) and frame.fields["X"] == "\\u0000 and \\ud800"
