@@ -11,7 +11,7 @@ import base64
 import csv
 import io
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import IO, Any, Final, TypeVar, cast
 
@@ -101,6 +101,11 @@ def for_terminal(out: IO[bytes]) -> IO[bytes]:
 
 
 def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        # As SQLite stores them (UTC, microseconds), so a PostgreSQL answer reads the same.
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$base64": True, "encoded": base64.b64encode(bytes(value)).decode()}
     if isinstance(value, Decimal):
@@ -110,7 +115,11 @@ def _json_default(value: Any) -> Any:
 
 def json_value(value: Any) -> bytes:
     """One value (or row object) as compact JSON; BLOBs become ``{"$base64": true, ...}``."""
-    return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(
+        value,
+        default=_json_default,
+        option=orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME,
+    )
 
 
 def _cell(value: Any) -> str:

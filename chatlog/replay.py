@@ -26,18 +26,14 @@ from chatlog.store import row_frame
 #: Every column of ``messages``, in table order: the keys of a JSON lines row.
 COLUMNS: Final = ("id", "room", "ws_id", "author", "message", "text", "raw", "sent_at", "nonce")
 FORMATS: Final = ("text", "jsonl", "wire")
+#: How timestamps appear in JSON output: SQLite's own storage form, UTC, microseconds.
+SQL_TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S.%f"
 _ID, _ROOM, _AUTHOR, _TEXT, _SENT = 0, 1, 3, 5, 7
 
-# sent_at as ISO-8601 UTC, built by SQLite from the stored "YYYY-MM-DD HH:MM:SS.ffffff" (how
-# the server and import write it). Padding other shapes (a row some other tool wrote without
-# microseconds) in SQL measured 10-15% slower for every row, so such a row keeps its precision.
-_SQLITE_ISO: Final = "replace(sent_at, ' ', 'T') || 'Z'"
 #: One JSON lines row, built by SQLite itself and fetched as a BLOB (no decode and re-encode
 #: in Python): measured faster than fetching the nine columns (see benchmarks/replay_bench.py).
 SQLITE_JSON_ROW: Final = (
-    "CAST(json_object("
-    + ", ".join(f"'{c}', {_SQLITE_ISO if c == 'sent_at' else c}" for c in COLUMNS)
-    + ") AS BLOB)"
+    "CAST(json_object(" + ", ".join(f"'{c}', {c}" for c in COLUMNS) + ") AS BLOB)"
 )
 
 
@@ -168,9 +164,10 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
-def iso_utc(value: Any) -> str:
-    """``sent_at`` as the JSON lines form: ``2026-11-25T20:21:15.409091Z``."""
-    return as_datetime(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def sql_time(value: Any) -> str:
+    """``sent_at`` as the JSON lines form, the way SQLite stores it and ``chatlog sql`` prints
+    it: ``2026-11-25 20:21:15.409091`` (UTC), so replay's JSON equals the SQL answer's."""
+    return as_datetime(value).strftime(SQL_TIME_FORMAT)
 
 
 @dataclass(frozen=True)
@@ -259,7 +256,7 @@ class JsonlFormat(Format):
 def json_line(row: Sequence[Any]) -> bytes:
     """One row (every column, in table order) as the JSON lines object."""
     values = list(row)
-    values[_SENT] = iso_utc(values[_SENT])
+    values[_SENT] = sql_time(values[_SENT])
     return orjson.dumps(dict(zip(COLUMNS, values, strict=True)))
 
 

@@ -47,7 +47,7 @@ def test_round_trip_replay_and_read_only_sql_on_postgres(pg_url: str, tmp_path: 
         raw = json.dumps({"Message": "aGk=", "Author": f"u{i}", "Extra": [i, "é"]})
         values = (i, "lobby", f"w{i}", f"u{i}", "aGk=", "hi\tthere", raw, None, None)
         row = dict(zip(COLUMNS, values, strict=True))
-        row["sent_at"] = f"2026-11-25T12:00:0{i}.00012{i}Z"
+        row["sent_at"] = f"2026-11-25 12:00:0{i}.00012{i}"
         lines.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
     dump = "".join(lines).encode()
     (tmp_path / "in.jsonl").write_bytes(dump)
