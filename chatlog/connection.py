@@ -32,6 +32,8 @@ DEFAULT_ROOM = "main"
 MAX_ROOM_CHARS = 64
 #: Backlog rows read and queued at a time during a resume.
 RESUME_PAGE = 500
+#: The first page is small so the first missed message is on the wire within milliseconds.
+RESUME_FIRST_PAGE = 50
 
 
 _RATE_MESSAGE = "too many frames; slow down (the frame was not processed)"
@@ -197,7 +199,8 @@ class Session:
         else:
             after = start
             while after < head:
-                frames = await store.read_after(conn, client.room, after, head, RESUME_PAGE)
+                page = RESUME_PAGE if after > start else RESUME_FIRST_PAGE
+                frames = await store.read_after(conn, client.room, after, head, page)
                 if not frames:
                     break
                 client.send_batch(tuple(protocol.encode(f) for f in frames))
