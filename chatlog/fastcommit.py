@@ -23,13 +23,25 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatlog.schema import STORED_TIME_FORMAT
+
 if TYPE_CHECKING:
     from chatlog.store import NewMessage, StoredMessage
 
-_INSERT = (
+#: The SQLite insert of new messages, shared with :func:`chatlog.store.insert_messages`.
+SQLITE_INSERT = (
     "INSERT INTO messages (room, ws_id, author, message, text, raw, sent_at, nonce) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+#: The IDs of the newest N rows: a batch's own, since the writer holds the write lock from
+#: ``BEGIN IMMEDIATE`` and AUTOINCREMENT IDs only grow.
+NEWEST_IDS = "SELECT id FROM messages ORDER BY id DESC LIMIT ?"
+
+
+def sqlite_rows(batch: Sequence[NewMessage], sent_at: datetime) -> list[tuple[Any, ...]]:
+    """The parameters of :data:`SQLITE_INSERT` for a batch, ``sent_at`` formatted once."""
+    stamp = sent_at.strftime(STORED_TIME_FORMAT)
+    return [(m.room, m.ws_id, m.author, m.body, m.text, m.raw, stamp, m.nonce) for m in batch]
 
 
 async def commit_batch(
@@ -47,9 +59,7 @@ async def commit_batch(
     if runner is None:
         return None
     run, db = runner
-    stamp = sent_at.strftime("%Y-%m-%d %H:%M:%S.%f")  # what SQLAlchemy's DATETIME reads back
-    rows = [(m.room, m.ws_id, m.author, m.body, m.text, m.raw, stamp) for m in batch]
-    ids: list[int] = await run(_commit_sync, db, rows)
+    ids: list[int] = await run(_commit_sync, db, sqlite_rows(batch, sent_at))
     from chatlog.store import StoredMessage
 
     return [
@@ -76,7 +86,7 @@ async def _thread_runner(conn: AsyncConnection) -> tuple[Any, sqlite3.Connection
     return run, db
 
 
-def _commit_sync(db: sqlite3.Connection, rows: list[tuple[str, ...]]) -> list[int]:
+def _commit_sync(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[int]:
     """On the database thread: one transaction, the batch's IDs in insertion order.
 
     The writer is the only writer and holds the write lock from ``BEGIN IMMEDIATE``, and
@@ -84,8 +94,8 @@ def _commit_sync(db: sqlite3.Connection, rows: list[tuple[str, ...]]) -> list[in
     """
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.executemany(_INSERT, rows)
-        ids = [r[0] for r in db.execute(_LAST_IDS, (len(rows),))]
+        db.executemany(SQLITE_INSERT, rows)
+        ids = [r[0] for r in db.execute(NEWEST_IDS, (len(rows),))]
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -93,6 +103,3 @@ def _commit_sync(db: sqlite3.Connection, rows: list[tuple[str, ...]]) -> list[in
         raise
     ids.reverse()
     return ids
-
-
-_LAST_IDS = "SELECT id FROM messages ORDER BY id DESC LIMIT ?"

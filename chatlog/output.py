@@ -18,6 +18,8 @@ from typing import IO, Any, Final, TypeVar, cast
 import click
 import orjson
 
+from chatlog.schema import STORED_TIME_FORMAT
+
 FORMATS: Final = ("table", "json", "jsonl", "csv")
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -105,7 +107,7 @@ def _json_default(value: Any) -> Any:
         # As SQLite stores them (UTC, microseconds), so a PostgreSQL answer reads the same.
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value.strftime(STORED_TIME_FORMAT)
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$base64": True, "encoded": base64.b64encode(bytes(value)).decode()}
     if isinstance(value, Decimal):

@@ -25,14 +25,13 @@ from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import asyncpg
-import orjson
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatlog import nodes, protocol, store
 from chatlog.hub import Hub
 from chatlog.schema import messages
-from chatlog.store import StoredMessage
+from chatlog.store import StoredMessage, stored_fields
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +187,7 @@ class PostgresFanout:
                     row["room"],
                     row["ws_id"],
                     row["author"],
-                    _fields(row["raw"]),
+                    stored_fields(row["raw"]),
                     row["sent_at"],
                 )
                 for row in rows
@@ -275,9 +274,3 @@ async def _notify_presence(conn: AsyncConnection, rooms: Iterable[str], *, node:
     for room in sorted(rooms):
         payload = json.dumps({"room": room, "node": node})
         await conn.execute(select(func.pg_notify(PRESENCE_CHANNEL, payload)))
-
-
-def _fields(raw: str) -> dict[str, Any]:
-    # Stored frames passed the strict parser on the way in (as in store._fields).
-    value = orjson.loads(raw)
-    return value if isinstance(value, dict) else {}

@@ -21,13 +21,12 @@ import orjson
 
 from chatlog.output import terminal_safe
 from chatlog.protocol import encode, format_sent
+from chatlog.schema import STORED_TIME_FORMAT
 from chatlog.store import row_frame
 
 #: Every column of ``messages``, in table order: the keys of a JSON lines row.
 COLUMNS: Final = ("id", "room", "ws_id", "author", "message", "text", "raw", "sent_at", "nonce")
 FORMATS: Final = ("text", "jsonl", "wire")
-#: How timestamps appear in JSON output: SQLite's own storage form, UTC, microseconds.
-SQL_TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S.%f"
 _ID, _ROOM, _AUTHOR, _TEXT, _SENT = 0, 1, 3, 5, 7
 
 #: One JSON lines row, built by SQLite itself and fetched as a BLOB (no decode and re-encode
@@ -88,11 +87,6 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
     return when
 
 
-def sqlite_time(when: datetime) -> str:
-    """A bound time as SQLite stores ``sent_at`` (so text comparison orders correctly)."""
-    return when.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 @dataclass(frozen=True)
 class Selection:
     """Which messages: IDs ``start..end`` (inclusive), ``since <= sent_at < until``, rooms,
@@ -120,7 +114,7 @@ class Selection:
         for name, op, when in (("since", ">=", self.since), ("until", "<", self.until)):
             if when is not None:
                 conds.append(f"sent_at {op} :{name}")
-                params[name] = sqlite_time(when) if dialect == "sqlite" else when
+                params[name] = sql_time(when) if dialect == "sqlite" else when
         for column, values in (("room", self.rooms), ("author", self.authors)):
             if values:
                 names = [f"{column}{i}" for i in range(len(values))]
@@ -165,9 +159,10 @@ def _utc(value: datetime) -> datetime:
 
 
 def sql_time(value: Any) -> str:
-    """``sent_at`` as the JSON lines form, the way SQLite stores it and ``chatlog sql`` prints
-    it: ``2026-11-25 20:21:15.409091`` (UTC), so replay's JSON equals the SQL answer's."""
-    return as_datetime(value).strftime(SQL_TIME_FORMAT)
+    """A time the way SQLite stores ``sent_at`` and ``chatlog sql`` prints it:
+    ``2026-11-25 20:21:15.409091`` (UTC). Used for JSON lines, so replay's JSON equals the SQL
+    answer's, and for bound times on SQLite, so text comparison orders correctly."""
+    return as_datetime(value).strftime(STORED_TIME_FORMAT)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,10 @@ metadata = MetaData(
     }
 )
 
+#: How a timestamp is stored on SQLite (what SQLAlchemy's DATETIME writes and reads back), and
+#: how JSON output prints one on either backend: UTC, microseconds, no zone.
+STORED_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
 # SQLite needs exactly INTEGER for a rowid alias; elsewhere ids are 64-bit.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 

@@ -200,15 +200,15 @@ class Writer:
         return ok
 
     async def _commit_messages(self, conn: AsyncConnection, batch: list[NewMessage]) -> bool:
-        started = time.perf_counter()
+        started, sent_at = time.perf_counter(), utcnow()
         try:
             # SQLite without nonces: one round trip to the database thread (fastcommit.py).
-            stored = await fastcommit.commit_batch(conn, batch, utcnow())
+            stored = await fastcommit.commit_batch(conn, batch, sent_at)
             if stored is None:
                 async with conn.begin():
                     if self._before_append is not None:
                         await self._before_append(conn)
-                    stored = await insert_messages(conn, batch, utcnow())
+                    stored = await insert_messages(conn, batch, sent_at)
         except Exception as exc:
             log.error("commit of %d messages failed: %s", len(batch), exc)
             self._on_failure(batch, exc)
@@ -267,7 +267,7 @@ async def insert_messages(
         )
         for row in rows:
             existing[(row.room, row.nonce)] = StoredMessage(
-                row.id, row.room, row.ws_id, row.author, _fields(row.raw), row.sent_at, True
+                row.id, row.room, row.ws_id, row.author, stored_fields(row.raw), row.sent_at, True
             )
     fresh: list[NewMessage] = []
     # For each message of the batch: its index in ``fresh``, or the stored original it repeats.
@@ -285,7 +285,9 @@ async def insert_messages(
             plan.append(len(fresh))
             fresh.append(m)
     ids: list[int] = []
-    if fresh:
+    if fresh and conn.dialect.name == "sqlite":
+        ids = await _insert_sqlite(conn, fresh, sent_at)
+    elif fresh:
         values = [
             {
                 "room": m.room,
@@ -299,13 +301,10 @@ async def insert_messages(
             }
             for m in fresh
         ]
-        if conn.dialect.name == "sqlite":
-            ids = await _insert_sqlite(conn, values)
-        else:
-            result = await conn.execute(
-                insert(messages).returning(messages.c.id, sort_by_parameter_order=True), values
-            )
-            ids = list(result.scalars())
+        result = await conn.execute(
+            insert(messages).returning(messages.c.id, sort_by_parameter_order=True), values
+        )
+        ids = list(result.scalars())
     stored: list[StoredMessage] = []
     used: set[int] = set()
     for m, step in zip(batch, plan, strict=True):
@@ -324,43 +323,19 @@ async def insert_messages(
     return stored
 
 
-async def _insert_sqlite(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
+async def _insert_sqlite(
+    conn: AsyncConnection, batch: Sequence[NewMessage], sent_at: datetime
+) -> list[int]:
     """One ``executemany`` of plain tuples and one read of the new IDs, instead of RETURNING.
 
     Profiled under load, SQLAlchemy's ordered RETURNING on SQLite inserts one row per
     statement, a round trip to aiosqlite's thread each (about 100 µs per row), and its bind
-    processing costs about 15 µs per row more. Here the writer holds the write lock
-    (``BEGIN IMMEDIATE``) and AUTOINCREMENT IDs only grow, so the batch's rows are the newest
-    ``len(rows)`` of the table, in insertion order. ``sent_at`` is written in the format
-    SQLAlchemy's SQLite ``DATETIME`` reads back.
+    processing costs about 15 µs per row more. The statement, parameters and ID read are the
+    ones of the one-hop path (:mod:`chatlog.fastcommit`).
     """
-    stamp = rows[0]["sent_at"].strftime("%Y-%m-%d %H:%M:%S.%f")  # one per batch
-    await conn.exec_driver_sql(
-        _SQLITE_INSERT,
-        [
-            (
-                r["room"],
-                r["ws_id"],
-                r["author"],
-                r["message"],
-                r["text"],
-                r["raw"],
-                stamp,
-                r["nonce"],
-            )
-            for r in rows
-        ],
-    )
-    result = await conn.exec_driver_sql(
-        "SELECT id FROM messages ORDER BY id DESC LIMIT ?", (len(rows),)
-    )
+    await conn.exec_driver_sql(fastcommit.SQLITE_INSERT, fastcommit.sqlite_rows(batch, sent_at))
+    result = await conn.exec_driver_sql(fastcommit.NEWEST_IDS, (len(batch),))
     return sorted(result.scalars())
-
-
-_SQLITE_INSERT = (
-    "INSERT INTO messages (room, ws_id, author, message, text, raw, sent_at, nonce) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 def _as_duplicate(original: StoredMessage, retry: NewMessage) -> StoredMessage:
@@ -375,7 +350,8 @@ def _as_duplicate(original: StoredMessage, retry: NewMessage) -> StoredMessage:
     )
 
 
-def _fields(raw: str) -> dict[str, Any]:
+def stored_fields(raw: str) -> dict[str, Any]:
+    """The client's object of a stored ``raw`` frame (for building its Chat frame again)."""
     # Stored frames passed the strict parser on the way in, so the fast parser reads them
     # back to the same object (no duplicate keys, NaN or oversized numbers can be there).
     value = orjson.loads(raw)
@@ -490,7 +466,7 @@ def row_frame(row: Any) -> dict[str, Any]:
     from chatlog.protocol import chat_frame
 
     return chat_frame(
-        _fields(row.raw), author=row.author, msg_id=row.id, room=row.room, sent_at=row.sent_at
+        stored_fields(row.raw), author=row.author, msg_id=row.id, room=row.room, sent_at=row.sent_at
     )
 
 

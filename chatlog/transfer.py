@@ -24,7 +24,7 @@ from chatlog.playback import Progress
 from chatlog.protocol import ProtocolError, loads
 from chatlog.reader import reading
 from chatlog.replay import COLUMNS, as_datetime
-from chatlog.schema import messages
+from chatlog.schema import STORED_TIME_FORMAT, messages
 from chatlog.settings import sqlite_path
 
 INSERT_BATCH: Final = 5000
@@ -183,7 +183,7 @@ async def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         return
     # Plain executemany with tuples: several times faster than Core's per-row dict handling.
     for row in rows:
-        row["sent_at"] = row["sent_at"].strftime("%Y-%m-%d %H:%M:%S.%f")
+        row["sent_at"] = row["sent_at"].strftime(STORED_TIME_FORMAT)
     await conn.exec_driver_sql(_SQLITE_INSERT, [tuple(row[c] for c in COLUMNS) for row in rows])
 
 
