@@ -31,7 +31,9 @@ def make_engine(url: str, *, synchronous: str = "FULL", readonly: bool = False) 
     """An async engine for the log, with the SQLite pragmas applied on every connection."""
     if not url.startswith("sqlite"):
         return create_async_engine(url, pool_pre_ping=True)
-    connect_args: dict[str, Any] = {"timeout": BUSY_TIMEOUT_MS / 1000}
+    # check_same_thread off: the writer commits small batches from the event loop's thread on
+    # the connection aiosqlite opened in its own (chatlog.fastcommit); never two at once.
+    connect_args: dict[str, Any] = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
     if readonly:
         path = sqlite_path(url)
         url = f"sqlite+aiosqlite:///file:{path}?mode=ro&uri=true"

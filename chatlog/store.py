@@ -98,6 +98,8 @@ class Writer:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=batch_max * 8)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        #: The one-hop SQLite commit on the current connection (None: the SQLAlchemy path).
+        self._fast: fastcommit.SqliteCommitter | None = None
         #: Sizes and durations of recent commits, for metrics.
         self.commits = 0
         self.rows = 0
@@ -155,6 +157,7 @@ class Writer:
             try:
                 async with self._engine.connect() as conn:
                     conn = await conn.execution_options(immediate=True)
+                    self._fast = await fastcommit.committer(conn)
                     while not (stopping and self._queue.empty()):
                         batch, stopping = await self._next_batch(stopping)
                         if batch and not await self._process(conn, batch):
@@ -202,8 +205,8 @@ class Writer:
     async def _commit_messages(self, conn: AsyncConnection, batch: list[NewMessage]) -> bool:
         started, sent_at = time.perf_counter(), utcnow()
         try:
-            # SQLite without nonces: one round trip to the database thread (fastcommit.py).
-            stored = await fastcommit.commit_batch(conn, batch, sent_at)
+            # SQLite without nonces: one round trip to the database thread, or none (fastcommit.py).
+            stored = None if self._fast is None else await self._fast.commit(batch, sent_at)
             if stored is None:
                 async with conn.begin():
                     if self._before_append is not None:

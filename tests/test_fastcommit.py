@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from chatlog import db, fastcommit, store
@@ -27,7 +29,9 @@ async def test_fast_and_sqlalchemy_paths_store_the_same_rows(tmp_path: Path) -> 
         conn = await conn.execution_options(immediate=True)
         async with conn.begin():
             slow = await store.insert_messages(conn, [message(0), message(1)], when)
-        fast = await fastcommit.commit_batch(conn, [message(2), message(3), message(4)], when)
+        committer = await fastcommit.committer(conn)
+        assert committer is not None
+        fast = await committer.commit([message(2), message(3), message(4)], when)
         assert fast is not None
         assert [m.id for m in slow + fast] == [1, 2, 3, 4, 5]
         assert [(m.ws_id, m.fields) for m in fast] == [(f"ws{i}", {"N": i}) for i in (2, 3, 4)]
@@ -40,25 +44,56 @@ async def test_fast_and_sqlalchemy_paths_store_the_same_rows(tmp_path: Path) -> 
 
 
 async def test_batches_with_a_nonce_take_the_sqlalchemy_path(tmp_path: Path) -> None:
-    """commit_batch declines a batch holding a Nonce (the duplicate look-up lives elsewhere)."""
+    """The committer declines a batch holding a Nonce (the duplicate look-up lives elsewhere)."""
     engine_cm = db.open_engine(database_url(str(tmp_path / "n.db")))
     async with engine_cm as engine, engine.connect() as conn:
+        committer = await fastcommit.committer(conn)
+        assert committer is not None
         batch = [message(0), message(1, nonce="k")]
-        assert await fastcommit.commit_batch(conn, batch, store.utcnow()) is None
+        assert await committer.commit(batch, store.utcnow()) is None
 
 
-async def test_a_failing_batch_is_rolled_back_whole(tmp_path: Path) -> None:
-    """A row the database refuses undoes its whole batch; the next batch commits normally."""
+@pytest.mark.parametrize("size", [2, fastcommit.INLINE_ROWS + 2], ids=["inline", "thread"])
+async def test_a_failing_batch_is_rolled_back_whole(tmp_path: Path, size: int) -> None:
+    """A row the database refuses undoes its whole batch, on the loop's thread or aiosqlite's;
+    the next batch commits normally."""
     path = tmp_path / "x.db"
     async with db.open_engine(database_url(str(path))) as engine, engine.connect() as conn:
-        bad = [message(0), message(1, author=None)]  # type: ignore[arg-type]
-        try:
-            await fastcommit.commit_batch(conn, bad, store.utcnow())
-        except sqlite3.IntegrityError:
-            pass
-        else:
-            raise AssertionError("a NOT NULL violation must fail the batch")
-        ok = await fastcommit.commit_batch(conn, [message(2)], store.utcnow())
+        committer = await fastcommit.committer(conn)
+        assert committer is not None
+        bad = [message(i) for i in range(size - 1)] + [message(size, author=None)]  # type: ignore[arg-type]
+        with pytest.raises(sqlite3.IntegrityError):
+            await committer.commit(bad, store.utcnow())
+        ok = await committer.commit([message(2)], store.utcnow())
         assert ok is not None and ok[0].fields == {"N": 2}
     with sqlite3.connect(path) as check:
         assert check.execute("select text from messages").fetchall() == [("héllo 2",)]
+
+
+async def test_small_batches_commit_on_the_loop_unless_the_disk_is_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of up to INLINE_ROWS skip the thread hop; bigger ones, and every one after a
+    commit slower than INLINE_SLOW, run on aiosqlite's thread so a stalling disk cannot
+    freeze the event loop."""
+    threads: list[int] = []
+    real = fastcommit._commit_sync
+
+    def recording(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> list[int]:
+        threads.append(threading.get_ident())
+        return real(db, rows)
+
+    monkeypatch.setattr(fastcommit, "_commit_sync", recording)
+    loop_thread = threading.get_ident()
+    engine_cm = db.open_engine(database_url(str(tmp_path / "t.db")))
+    async with engine_cm as engine, engine.connect() as conn:
+        committer = await fastcommit.committer(conn)
+        assert committer is not None
+        await committer.commit([message(0)], store.utcnow())
+        big = [message(i) for i in range(fastcommit.INLINE_ROWS + 1)]
+        await committer.commit(big, store.utcnow())
+        monkeypatch.setattr(fastcommit, "INLINE_SLOW", 0.0)  # every commit is now "slow"
+        await committer.commit([message(1)], store.utcnow())
+    assert threads[0] == loop_thread
+    assert threads[1] != loop_thread
+    assert threads[2] == threads[1]
