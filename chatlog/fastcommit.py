@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatlog import checkpoint
 from chatlog.schema import STORED_TIME_FORMAT
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class SqliteCommitter:
 
     def __init__(self, run: Any, db: sqlite3.Connection) -> None:
         self._run = run
-        self._db = db
+        self.db = db
         #: How long the last commit took; a slow disk sends commits back to the thread.
         self._last = 0.0
 
@@ -76,11 +77,11 @@ class SqliteCommitter:
         started = time.perf_counter()
         if len(rows) <= INLINE_ROWS and self._last < INLINE_SLOW:
             try:
-                ids = _commit_sync(self._db, rows)
+                ids = _commit_sync(self.db, rows)
             finally:
                 self._last = time.perf_counter() - started
         else:
-            ids = await self._run(_commit_sync, self._db, rows)
+            ids = await self._run(_commit_sync, self.db, rows)
             self._last = time.perf_counter() - started
         from chatlog.store import StoredMessage
 
@@ -88,6 +89,10 @@ class SqliteCommitter:
             StoredMessage(msg_id, m.room, m.ws_id, m.author, m.fields, sent_at)
             for msg_id, m in zip(ids, batch, strict=True)
         ]
+
+    async def checkpoint(self) -> None:
+        """A WAL checkpoint on this connection, on its thread (the writer is between batches)."""
+        await self._run(checkpoint.checkpoint, self.db)
 
 
 async def committer(conn: AsyncConnection) -> SqliteCommitter | None:

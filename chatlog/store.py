@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from chatlog import fastcommit
+from chatlog import checkpoint, fastcommit
 from chatlog.schema import errors, messages, meta, users, websocket_connections
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ class Writer:
         self._closed = False
         #: The one-hop SQLite commit on the current connection (None: the SQLAlchemy path).
         self._fast: fastcommit.SqliteCommitter | None = None
+        #: SQLite file: WAL checkpoints in the background, not inside a commit (checkpoint.py).
+        self._checkpoints: checkpoint.Checkpointer | None = None
         #: Sizes and durations of recent commits, for metrics.
         self.commits = 0
         self.rows = 0
@@ -124,6 +126,8 @@ class Writer:
             self._task.cancel()
             lost = sum(isinstance(item, NewMessage) for item in self._drain_queue())
             log.error("database unreachable at shutdown: %d queued messages not stored", lost)
+        if self._checkpoints is not None:
+            await self._checkpoints.close()
 
     def _drain_queue(self) -> list[_Item]:
         items: list[_Item] = []
@@ -158,6 +162,9 @@ class Writer:
                 async with self._engine.connect() as conn:
                     conn = await conn.execution_options(immediate=True)
                     self._fast = await fastcommit.committer(conn)
+                    path = checkpoint.take_over(self._fast.db) if self._fast else None
+                    if path is not None and self._checkpoints is None:
+                        self._checkpoints = checkpoint.Checkpointer(path)
                     while not (stopping and self._queue.empty()):
                         batch, stopping = await self._next_batch(stopping)
                         if batch and not await self._process(conn, batch):
@@ -200,6 +207,11 @@ class Writer:
             ok = await self._run_ops(conn, ops_run) and ok
         if messages_run:
             ok = await self._commit_messages(conn, messages_run) and ok
+        if self._checkpoints is not None and self._checkpoints.committed() and self._fast:
+            try:
+                await self._fast.checkpoint()
+            except Exception as exc:  # disk full, read-only: the WAL keeps the data
+                log.warning("WAL checkpoint failed: %s", exc)
         return ok
 
     async def _commit_messages(self, conn: AsyncConnection, batch: list[NewMessage]) -> bool:

@@ -1,0 +1,70 @@
+"""WAL checkpoints run beside the writer, not inside its commits, and the WAL stays bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from chatlog import checkpoint, db
+from chatlog.settings import database_url
+from chatlog.store import NewMessage, Writer
+
+PAGE = 4096
+ROWS = 6000
+
+
+def message(i: int) -> NewMessage:
+    text = f"message {i} " + "x" * 200
+    return NewMessage("main", "ws", "a", "aGk=", text, '{"Message":"aGk="}', {"Message": "aGk="})
+
+
+async def test_commits_never_checkpoint_and_the_wal_stays_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's connection has SQLite's automatic checkpoint off; background checkpoints
+    run instead, and under writes that never pause the writer checkpoints itself once the WAL
+    passes the limit, so the file stops growing. Every row is stored."""
+    monkeypatch.setattr(checkpoint, "EVERY", 0.0)
+    monkeypatch.setattr(checkpoint, "WAL_LIMIT", 64)
+    path = tmp_path / "c.db"
+    wal = Path(f"{path}-wal")
+    sizes: list[int] = []
+    async with db.open_engine(database_url(str(path))) as engine:
+        writer = Writer(engine, lambda _: None, lambda *_: None, batch_max=50)
+        await writer.start()
+
+        def wal_size() -> int:
+            return wal.stat().st_size if wal.exists() else 0
+
+        async def sample() -> None:
+            while writer.rows < ROWS:
+                sizes.append(wal_size())
+                await asyncio.sleep(0)
+
+        sampler = asyncio.create_task(sample())
+        # Queue everything at once: the writer commits batch after batch without a pause, so
+        # a background checkpoint never finds the WAL idle and cannot restart it alone.
+        await asyncio.gather(*(writer.append(message(i)) for i in range(ROWS)))
+        await sampler
+        fast = writer._fast
+        assert fast is not None
+        assert fast.db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        runs = writer._checkpoints.runs if writer._checkpoints else 0
+        await writer.close()
+    assert runs > 0, "background checkpoints must have run"
+    # 6,000 rows of ~260 bytes with three indexes: thousands of pages if never restarted.
+    assert len(sizes) > 10
+    assert max(sizes) < 600 * PAGE, f"the WAL grew to {max(sizes) // PAGE} pages"
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("select count(*), max(id) from messages").fetchone() == (ROWS, ROWS)
+        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
+
+
+async def test_a_database_in_memory_keeps_sqlite_checkpoints() -> None:
+    """take_over declines a database with no file (nothing to checkpoint from elsewhere)."""
+    conn = sqlite3.connect(":memory:")
+    assert checkpoint.take_over(conn) is None
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
