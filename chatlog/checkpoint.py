@@ -60,6 +60,7 @@ class Checkpointer:
         self.wal_pages = 0
         #: Checkpoints run in the background, for tests.
         self.runs = 0
+        self._failing = False
 
     def committed(self) -> bool:
         """After a commit: start a background checkpoint if one is due and none is running.
@@ -83,7 +84,13 @@ class Checkpointer:
             self.wal_pages = checkpoint(self._conn)
             self.runs += 1
         except sqlite3.Error as exc:  # disk full, read-only: the WAL keeps the data; next time
-            log.warning("WAL checkpoint failed: %s", exc)
+            if not self._failing:  # once per episode, not five times a second
+                log.warning("WAL checkpoints failing (the WAL keeps every commit): %s", exc)
+            self._failing = True
+        else:
+            if self._failing:
+                log.info("WAL checkpoints work again")
+            self._failing = False
 
     async def close(self) -> None:
         """Wait for a running checkpoint, then close the connection."""

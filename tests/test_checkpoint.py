@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -68,3 +69,26 @@ async def test_a_database_in_memory_keeps_sqlite_checkpoints() -> None:
     conn = sqlite3.connect(":memory:")
     assert checkpoint.take_over(conn) is None
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
+
+
+def test_failing_checkpoints_warn_once_per_episode(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While checkpoints fail (disk full, read-only) the log gets one warning, not one every
+    0.2 s, and one line when they work again."""
+    good = tmp_path / "ok.db"
+    with contextlib.closing(sqlite3.connect(good)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+    cp = checkpoint.Checkpointer(str(tmp_path / "missing" / "x.db"))
+    with caplog.at_level("INFO", logger="chatlog.checkpoint"):
+        for _ in range(3):
+            cp._checkpoint()
+        cp.path = str(good)
+        cp._checkpoint()
+        cp._checkpoint()
+    messages = [(r.levelname, r.getMessage().split(" (")[0]) for r in caplog.records]
+    assert messages == [
+        ("WARNING", "WAL checkpoints failing"),
+        ("INFO", "WAL checkpoints work again"),
+    ]
+    assert cp.runs == 2
