@@ -125,6 +125,18 @@ class _LiveCollector(Collector):
             "Chat frames queued to sockets (messages x recipients).",
             value=hub.delivered if hub else 0,
         )
+        checkpoints = writer.checkpoints if writer else None
+        if checkpoints is not None:  # SQLite
+            yield CounterMetricFamily(
+                "chatlog_wal_checkpoints",
+                "WAL checkpoints run in the background (SQLite).",
+                value=checkpoints.runs,
+            )
+            yield GaugeMetricFamily(
+                "chatlog_wal_pages",
+                "WAL length in pages at the last background checkpoint (SQLite).",
+                value=checkpoints.wal_pages,
+            )
         yield CounterMetricFamily(
             "chatlog_fanout_queue_drops",
             "Outgoing batches dropped because a client's queue was full or it was closing.",

@@ -106,6 +106,11 @@ class Writer:
         self.commits = 0
         self.rows = 0
 
+    @property
+    def checkpoints(self) -> checkpoint.Checkpointer | None:
+        """The background WAL checkpoints of a SQLite file (for metrics); else ``None``."""
+        return self._checkpoints
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="chatlog-writer")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -82,6 +83,24 @@ async def test_metrics_count_connections_messages_deliveries_commits_errors_and_
     assert _value(text, "chatlog_resume_rows_replayed_total") == 1
     assert _value(text, "chatlog_fanout_queue_drops_total") == 0
     assert _value(text, "chatlog_slow_consumer_closes_total") == 0
+
+
+async def test_metrics_show_background_wal_checkpoints(
+    server: TestServer, session: aiohttp.ClientSession, connect: Connect
+) -> None:
+    """On SQLite a commit starts a background WAL checkpoint, which /metrics counts along
+    with the WAL's length in pages."""
+    alice = await connect(room="w")
+    await alice.say("checkpoint me")
+    await alice.recv_chat("checkpoint me")
+    for _ in range(200):  # the checkpoint runs on a thread after the commit: poll, bounded
+        async with session.get(server.make_url("/metrics")) as resp:
+            text = await resp.text()
+        if _value(text, "chatlog_wal_checkpoints_total") >= 1:
+            break
+        await asyncio.sleep(0.01)
+    assert _value(text, "chatlog_wal_checkpoints_total") >= 1
+    assert _value(text, "chatlog_wal_pages") > 0
 
 
 def test_each_app_has_its_own_registry(settings: Settings) -> None:
