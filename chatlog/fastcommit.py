@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatlog import checkpoint
+from chatlog.db import BUSY_TIMEOUT_MS
 from chatlog.schema import STORED_TIME_FORMAT
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ def sqlite_rows(batch: Sequence[NewMessage], sent_at: datetime) -> list[tuple[An
 #: overlaps with reading the next batch.
 INLINE_ROWS = 8
 #: Seconds a commit may take before the next small ones go to the thread too: a slow or
-#: stalling disk must not freeze the event loop (reads, heartbeats, /healthz).
+#: stalling disk must not freeze the event loop (reads, heartbeats, /healthz). Nor may another
+#: process's write lock: an inline commit that finds it taken goes to the thread to wait.
 INLINE_SLOW = 0.002
 
 
@@ -75,12 +77,13 @@ class SqliteCommitter:
             return None
         rows = sqlite_rows(batch, sent_at)
         started = time.perf_counter()
+        ids: list[int] | None = None
         if len(rows) <= INLINE_ROWS and self._last < INLINE_SLOW:
             try:
-                ids = _commit_sync(self.db, rows)
+                ids = _commit_sync(self.db, rows, wait=False)
             finally:
                 self._last = time.perf_counter() - started
-        else:
+        if ids is None:
             ids = await self._run(_commit_sync, self.db, rows)
             self._last = time.perf_counter() - started
         from chatlog.store import StoredMessage
@@ -118,13 +121,19 @@ async def committer(conn: AsyncConnection) -> SqliteCommitter | None:
     return SqliteCommitter(run, db)
 
 
-def _commit_sync(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[int]:
-    """On the database thread: one transaction, the batch's IDs in insertion order.
+def _commit_sync(
+    db: sqlite3.Connection, rows: list[tuple[Any, ...]], *, wait: bool = True
+) -> list[int] | None:
+    """One transaction; the batch's IDs in insertion order.
 
     The writer is the only writer and holds the write lock from ``BEGIN IMMEDIATE``, and
     AUTOINCREMENT IDs only grow, so the batch's rows are the newest ``len(rows)`` of the table.
+    With ``wait`` false (on the event loop's thread) it never waits for that lock: when another
+    connection holds it (``chatlog purge``, ``vacuum`` or ``import`` beside the server) it
+    returns ``None`` at once, and the caller retries on the database thread, which waits.
     """
-    db.execute("BEGIN IMMEDIATE")
+    if not _begin(db, wait):
+        return None
     try:
         db.executemany(SQLITE_INSERT, rows)
         ids = [r[0] for r in db.execute(NEWEST_IDS, (len(rows),))]
@@ -135,3 +144,20 @@ def _commit_sync(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[in
         raise
     ids.reverse()
     return ids
+
+
+def _begin(db: sqlite3.Connection, wait: bool) -> bool:
+    """``BEGIN IMMEDIATE``; without ``wait``, False instead of waiting for a busy lock."""
+    if wait:
+        db.execute("BEGIN IMMEDIATE")
+        return True
+    db.execute("PRAGMA busy_timeout=0")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+            raise
+        return False
+    finally:
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return True

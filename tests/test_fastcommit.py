@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from datetime import datetime
@@ -79,9 +80,11 @@ async def test_small_batches_commit_on_the_loop_unless_the_disk_is_slow(
     threads: list[int] = []
     real = fastcommit._commit_sync
 
-    def recording(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> list[int]:
+    def recording(
+        db: sqlite3.Connection, rows: list[tuple[object, ...]], *, wait: bool = True
+    ) -> list[int] | None:
         threads.append(threading.get_ident())
-        return real(db, rows)
+        return real(db, rows, wait=wait)
 
     monkeypatch.setattr(fastcommit, "_commit_sync", recording)
     loop_thread = threading.get_ident()
@@ -97,3 +100,26 @@ async def test_small_batches_commit_on_the_loop_unless_the_disk_is_slow(
     assert threads[0] == loop_thread
     assert threads[1] != loop_thread
     assert threads[2] == threads[1]
+
+
+async def test_a_write_lock_held_elsewhere_never_blocks_the_event_loop(tmp_path: Path) -> None:
+    """While another connection holds the write lock (a CLI purge, vacuum or import), a small
+    batch does not wait on the loop's thread: the loop keeps running, the commit waits on
+    aiosqlite's thread and lands once the lock is released."""
+    path = tmp_path / "l.db"
+    engine_cm = db.open_engine(database_url(str(path)))
+    async with engine_cm as engine, engine.connect() as conn:
+        committer = await fastcommit.committer(conn)
+        assert committer is not None
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        pending = asyncio.create_task(committer.commit([message(0)], store.utcnow()))
+        ticks = 0
+        for _ in range(10):  # the loop must keep turning while the lock is held
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 10 and not pending.done(), "the commit must wait, off the loop"
+        holder.rollback()
+        holder.close()
+        stored = await pending
+    assert stored is not None and [m.id for m in stored] == [1]
