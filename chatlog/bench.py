@@ -34,6 +34,9 @@ from chatlog.loadgen import BUCKET_NS, Config, raise_nofile, worker_main
 
 #: A client process busier than this fraction of one core is reported as saturated.
 SATURATED = 0.9
+#: Fewer connections than this and the RSS they add is lost in allocator noise (10 clients
+#: "cost" 185 KiB each): the per-connection figure is left out.
+RSS_MIN_CLIENTS = 1000
 
 
 # --- servers spawned by the bench ----------------------------------------------------------
@@ -291,7 +294,9 @@ def _merge(
         "server_peak_rss_mib": probe.peak_rss() / 2**20 if probe else None,
         "server_rss_kib_per_connection": (
             (rss_connected - rss_before) / 1024 / cfg.clients
-            if rss_connected is not None and rss_before is not None and cfg.clients
+            if rss_connected is not None
+            and rss_before is not None
+            and cfg.clients >= RSS_MIN_CLIENTS
             else None
         ),
     }
