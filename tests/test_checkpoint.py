@@ -53,7 +53,9 @@ async def test_commits_never_checkpoint_and_the_wal_stays_bounded(
         fast = writer._fast
         assert fast is not None
         assert fast.db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
-        runs = writer._checkpoints.runs if writer._checkpoints else 0
+        checkpoints = writer.checkpoints
+        assert checkpoints is not None, "a SQLite file must get background checkpoints"
+        runs = checkpoints.runs
         await writer.close()
     assert runs > 0, "background checkpoints must have run"
     # 6,000 rows of ~260 bytes with three indexes: thousands of pages if never restarted.
