@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from chatlog import db
-from chatlog.cli import main
+from chatlog.cli.main import main
+from chatlog.log import db
 
 COLUMNS = "id, room, ws_id, author, message, text, raw, sent_at, nonce"
 WORDS = ["alpha", "beta", "gamma", "delta", "épsilon", "zeta", "eta", "theta", "iota", "mu"]

@@ -28,7 +28,7 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    db: str = "chatlog.db"
+    db: str = "chatlog.log.db"
     #: Largest accepted text frame, in bytes (larger closes with 1009).
     max_message_bytes: int = 64 * 1024
     #: SQLite ``PRAGMA synchronous``; FULL makes every commit durable on power loss.
@@ -51,7 +51,7 @@ class Settings:
     log_level: str = "INFO"
     #: ``asyncio`` or ``uvloop`` (measured: about 6 % less server CPU per delivery).
     event_loop: str = "asyncio"
-    #: Origins (besides the server's own) whose pages may open sockets; see chatlog.guard.
+    #: Origins (besides the server's own) whose pages may open sockets; see chatlog.server.guard.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     #: Secret that signs access tokens; set, every handshake needs one (``None``: no auth).
     auth_secret: str | None = None
@@ -152,7 +152,7 @@ def _coerce(name: str, type_: Any, raw: str) -> Any:
 def database_url(db: str) -> str:
     """Turn ``--db`` (a SQLAlchemy URL or a plain file path) into an async SQLAlchemy URL."""
     if not db:
-        raise SettingsError("--db is empty; give a file path like chatlog.db or a database URL")
+        raise SettingsError("--db is empty; give a file path like chatlog.log.db or a database URL")
     if "://" not in db:
         return f"sqlite+aiosqlite:///{Path(db).expanduser()}"
     scheme, _, rest = db.partition("://")

@@ -13,7 +13,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection
 
-from chatlog.schema import metadata
+from chatlog.log.schema import metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("connection") is None:
@@ -32,7 +32,7 @@ def run_with(connection: Connection) -> None:
 
 
 async def run_async() -> None:
-    from chatlog.db import make_engine
+    from chatlog.log.db import make_engine
     from chatlog.settings import database_url
 
     url = database_url(os.environ.get("CHATLOG_DB") or config.get_main_option("sqlalchemy.url"))

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from chatlog.app import create_app
+from chatlog.server.app import create_app
 from chatlog.settings import Settings
 from tests.support import ChatClient
 

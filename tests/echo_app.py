@@ -2,7 +2,7 @@
 
 The chat endpoint answers frames with chat semantics (JSON, Error frames, 1003 for binary),
 which the conformance cases do not expect; this app echoes instead but builds its sockets
-with :func:`chatlog.guard.websocket_options`, the same options ``/ws`` uses.
+with :func:`chatlog.server.guard.websocket_options`, the same options ``/ws`` uses.
 
 Serve it and run the full conformance run by hand::
 
@@ -17,7 +17,7 @@ import argparse
 
 from aiohttp import WSMsgType, web
 
-from chatlog.guard import answer_close, websocket_options
+from chatlog.server.guard import answer_close, websocket_options
 from chatlog.settings import Settings
 
 

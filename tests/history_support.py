@@ -23,8 +23,8 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner, Result
 
-from chatlog.app import create_app
-from chatlog.cli import main
+from chatlog.cli.main import main
+from chatlog.server.app import create_app
 from chatlog.settings import Settings
 from tests.support import b64
 

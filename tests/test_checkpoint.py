@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from chatlog import checkpoint, db
+from chatlog.log import db
+from chatlog.log.sqlite import checkpoint
+from chatlog.log.store import NewMessage, Writer
 from chatlog.settings import database_url
-from chatlog.store import NewMessage, Writer
 
 PAGE = 4096
 ROWS = 6000
@@ -82,7 +83,7 @@ def test_failing_checkpoints_warn_once_per_episode(
     with contextlib.closing(sqlite3.connect(good)) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
     cp = checkpoint.Checkpointer(str(tmp_path / "missing" / "x.db"))
-    with caplog.at_level("INFO", logger="chatlog.checkpoint"):
+    with caplog.at_level("INFO", logger="chatlog.log.sqlite.checkpoint"):
         for _ in range(3):
             cp._checkpoint()
         cp.path = str(good)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pytest
 
-from chatlog.cli import main
+from chatlog.cli.main import main
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from chatlog.app import create_app
-from chatlog.hub import CLOSE_SLOW_CONSUMER, ws_frame
+from chatlog.log.store import StoredMessage
+from chatlog.server.app import create_app
+from chatlog.server.hub import CLOSE_SLOW_CONSUMER, ws_frame
+from chatlog.server.keys import RUNTIME
 from chatlog.settings import Settings
-from chatlog.state import RUNTIME
-from chatlog.store import StoredMessage
 from tests.conftest import Connect
 from tests.support import ChatClient, b64
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from chatlog import db, fastcommit, store
-from chatlog.schema import messages
+from chatlog.log import db, store
+from chatlog.log.schema import messages
+from chatlog.log.sqlite import commit as fastcommit
+from chatlog.log.store import NewMessage
 from chatlog.settings import database_url
-from chatlog.store import NewMessage
 
 
 def message(i: int, nonce: str | None = None, author: str = "a") -> NewMessage:

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from chatlog.app import create_app
+from chatlog.server.app import create_app
 from chatlog.settings import Settings
 from tests.conftest import skip_or_fail
 from tests.crash_harness import Server

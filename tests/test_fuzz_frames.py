@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatlog import protocol
-from chatlog.app import create_app
+from chatlog.server.app import create_app
 from chatlog.settings import Settings
 from tests.servers import free_port
 from tests.support import b64

@@ -13,12 +13,18 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from chatlog import auth
-from chatlog.app import create_app
-from chatlog.guard import RedactingAccessLogger, normalize_origin
-from chatlog.limits import ConnectionLimiter, LimitExceeded, RateLimiter, TokenBucket, Verdict
+from chatlog.server import auth
+from chatlog.server.app import create_app
+from chatlog.server.guard import RedactingAccessLogger, normalize_origin
+from chatlog.server.keys import GUARD
+from chatlog.server.limits import (
+    ConnectionLimiter,
+    LimitExceeded,
+    RateLimiter,
+    TokenBucket,
+    Verdict,
+)
 from chatlog.settings import Settings
-from chatlog.state import GUARD
 from tests.guarded import SECRET, eventually, open_client, refused_status, rows, scalar
 from tests.rawws import CLOSE, PING, RawClient
 from tests.servers import ServerProcess
@@ -118,7 +124,7 @@ async def test_origins_not_allowed_get_403_before_upgrade(
 ) -> None:
     """Every Origin off the allowlist is refused with 403 and logged; no connection row."""
     server = await start(allowed_origins=("https://chat.example.com",))
-    caplog.set_level(logging.WARNING, "chatlog.guard")
+    caplog.set_level(logging.WARNING, "chatlog.server.guard")
     for origin in REFUSED_ORIGINS:
         origin = origin.format(port=server.port)
         assert await refused_status(session, server, headers={"Origin": origin}) == 403, origin
@@ -149,7 +155,7 @@ async def test_allowed_origin_flag_and_env(tmp_path: Path) -> None:
     assert Settings.from_env(env).allowed_origins == ("https://a.example", "https://b.example")
     from click.testing import CliRunner
 
-    from chatlog.cli import main
+    from chatlog.cli.main import main
 
     result = CliRunner().invoke(main, ["serve", "--help"])
     assert "--allowed-origin" in result.output and "--auth-secret" in result.output

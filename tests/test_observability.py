@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from chatlog.app import create_app
-from chatlog.db import head_revision
-from chatlog.logs import JsonFormatter
+from chatlog.log.db import head_revision
+from chatlog.server.app import create_app
+from chatlog.server.logs import JsonFormatter
 from chatlog.settings import Settings
 from tests.conftest import Connect
 
@@ -105,7 +105,7 @@ async def test_metrics_show_background_wal_checkpoints(
 
 def test_each_app_has_its_own_registry(settings: Settings) -> None:
     """Two apps in one process register their metrics without clashing (no global registry)."""
-    from chatlog.state import METRICS
+    from chatlog.server.keys import METRICS
 
     first, second = create_app(settings), create_app(settings)
     assert first[METRICS].registry is not second[METRICS].registry
@@ -116,7 +116,7 @@ async def test_connection_and_error_log_lines_carry_ws_id_and_room(
     connect: Connect, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With --log-format json, connection and refused-frame lines have ws_id and room fields."""
-    caplog.set_level(logging.INFO, logger="chatlog.connection")
+    caplog.set_level(logging.INFO, logger="chatlog.server.connection")
     client = await connect(room="logs")
     await client.ws.send_str("{}")
     await client.recv("Error")

@@ -18,8 +18,8 @@ import pytest_asyncio
 from aiohttp import web
 from playwright.async_api import Browser, BrowserContext, Page, WebSocket, async_playwright, expect
 
-from chatlog.app import create_app
-from chatlog.page import CONTENT_SECURITY_POLICY
+from chatlog.server.app import create_app
+from chatlog.server.page import CONTENT_SECURITY_POLICY
 from chatlog.settings import Settings
 from tests.conftest import skip_or_fail
 from tests.servers import ServerProcess, free_port

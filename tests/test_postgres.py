@@ -20,12 +20,12 @@ import pytest
 from alembic import command
 from sqlalchemy import Connection
 
-from chatlog import db
-from chatlog.hub import Hub
-from chatlog.pgfanout import PostgresFanout
-from chatlog.replay import json_line
+from chatlog.history.replay import json_line
+from chatlog.log import db
+from chatlog.log.postgres.doorbell import PostgresFanout
+from chatlog.log.store import NewMessage, StoredMessage, Writer
+from chatlog.server.hub import Hub
 from chatlog.settings import database_url
-from chatlog.store import NewMessage, StoredMessage, Writer
 from tests.conftest import skip_or_fail
 from tests.pgsupport import fetch
 from tests.servers import ServerProcess

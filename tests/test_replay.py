@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatlog.output import terminal_safe
-from chatlog.replay import SelectionError, parse_range, parse_time
+from chatlog.history.output import terminal_safe
+from chatlog.history.replay import SelectionError, parse_range, parse_time
 from tests.conftest import Connect
 from tests.history_support import (
     COLUMNS,
@@ -393,7 +393,7 @@ def test_sqlite_json_lines_equal_the_orjson_ones(
     texts: list[str], nonce: str | None, micros: int
 ) -> None:
     """SQLite's json_object line and the orjson line (PostgreSQL path) are the same bytes."""
-    from chatlog.replay import SQLITE_JSON_ROW, json_line
+    from chatlog.history.replay import SQLITE_JSON_ROW, json_line
 
     sent = f"2026-11-25 20:21:15.{micros:06d}"
     row = (7, *texts, sent, nonce)

@@ -13,8 +13,8 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 
-from chatlog.app import create_app
-from chatlog.cli import main
+from chatlog.cli.main import main
+from chatlog.server.app import create_app
 from chatlog.settings import Settings
 from tests.conftest import Connect
 from tests.support import ChatClient, b64

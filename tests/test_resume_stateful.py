@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from chatlog import db
-from chatlog.app import create_app
-from chatlog.retention import Policy, engine_writes, purge
+from chatlog.log import db
+from chatlog.log.retention import Policy, engine_writes, purge
+from chatlog.server.app import create_app
 from chatlog.settings import Settings, database_url
 from tests.support import ChatClient, b64
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 from click.testing import CliRunner
 
-from chatlog.cli import main
+from chatlog.cli.main import main
 from tests.servers import ServerProcess
 from tests.support import ChatClient, b64
 

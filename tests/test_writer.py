@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatlog import db, store
+from chatlog.log import db, store
+from chatlog.log.store import NewMessage, StoredMessage, Writer
 from chatlog.settings import database_url
-from chatlog.store import NewMessage, StoredMessage, Writer
 
 
 def message(i: int) -> NewMessage:

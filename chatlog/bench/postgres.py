@@ -1,0 +1,102 @@
+"""PostgreSQL targets for ``chatlog bench``: N servers sharing one temporary database.
+
+The database (``chatlog_bench_<random>``) is created on the given PostgreSQL server for one
+measured run and dropped (``WITH (FORCE)``) when its servers stop, so runs never see each
+other's rows. CPU and memory are summed over the servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from chatlog.bench.command import ServerProbe, Spawned, _free_port, chatlog_argv
+
+
+def _plain(url: str, database: str) -> str:
+    """``url`` as a plain ``postgresql://`` URL (what asyncpg takes) for ``database``."""
+    return (
+        make_url(url)
+        .set(drivername="postgresql", database=database)
+        .render_as_string(hide_password=False)
+    )
+
+
+async def _admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_plain(url, "postgres"))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+class Cluster:
+    """``count`` chatlog servers on a fresh PostgreSQL database; ``urls`` are their sockets."""
+
+    def __init__(
+        self,
+        server: str,
+        count: int,
+        synchronous: str,
+        server_args: tuple[str, ...],
+        workdir: Path,
+        env: dict[str, str],
+    ) -> None:
+        self.server = server
+        self.database = f"chatlog_bench_{secrets.token_hex(6)}"
+        asyncio.run(_admin(server, f'CREATE DATABASE "{self.database}"'))
+        db_url = _plain(server, self.database)
+        self.servers: list[Spawned] = []
+        for i in range(count):
+            port = _free_port()
+            argv = chatlog_argv(port, db_url, synchronous, server_args)
+            self.servers.append(Spawned(argv, port, workdir / f"postgres-{i}.log", env))
+
+    @property
+    def urls(self) -> list[str]:
+        return [s.url for s in self.servers]
+
+    def wait_ready(self) -> None:
+        for server in self.servers:
+            server.wait_ready(60.0)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        asyncio.run(_admin(self.server, f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
+
+
+class ProbeGroup(ServerProbe):
+    """CPU time and memory summed over several server processes."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.probes = [ServerProbe(pid) for pid in pids]
+        self.pid = pids[0]
+
+    def cpu(self) -> float:
+        return sum(p.cpu() for p in self.probes)
+
+    def rss(self) -> int:
+        return sum(p.rss() for p in self.probes)
+
+    def peak_rss(self) -> int:
+        return sum(p.peak_rss() for p in self.probes)
+
+
+def spawn_cluster(
+    server: str,
+    count: int,
+    synchronous: str,
+    server_args: tuple[str, ...],
+    workdir: Path,
+    env: dict[str, str],
+) -> tuple[str, Cluster, ProbeGroup]:
+    """A bench target: the first server's URL, the cluster (``urls``, ``wait_ready``,
+    ``stop``) and a probe over all its processes."""
+    cluster = Cluster(server, count, synchronous, server_args, workdir, env)
+    return cluster.urls[0], cluster, ProbeGroup([s.proc.pid for s in cluster.servers])

@@ -1,0 +1,116 @@
+"""The aiohttp application factory. ``create_app`` does no I/O; resources open in cleanup_ctx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+from aiohttp import WSCloseCode, web
+
+from chatlog import protocol
+from chatlog.log import db, store
+from chatlog.log.fanout import make_fanout
+from chatlog.log.retention import Policy, run_periodically
+from chatlog.log.store import NewMessage, Writer
+from chatlog.server import health, page
+from chatlog.server.connection import websocket_handler
+from chatlog.server.guard import Guard
+from chatlog.server.hub import Hub
+from chatlog.server.keys import GUARD, METRICS, RUNTIME, SETTINGS, Runtime
+from chatlog.server.limits import watch_stalled
+from chatlog.server.metrics import Metrics
+from chatlog.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: The original client connects here (``Chat.Server.cls`` in the CSP application ``/csp/user``).
+IRIS_PATH = "/csp/user/Chat.Server.cls"
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the chat server for ``settings``; the database opens when the app starts."""
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[GUARD] = Guard(settings)
+    app.cleanup_ctx.append(runtime_ctx)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get(IRIS_PATH, websocket_handler)
+    health.add_routes(app)
+    page.add_routes(app)
+    return app
+
+
+async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the log, sweep connections a crash left behind, run the writer; then drain it."""
+    settings = app[SETTINGS]
+    async with db.open_engine(settings.url, synchronous=settings.synchronous) as engine:
+        hub = Hub()
+        metrics = app[METRICS]
+        node = secrets.token_hex(8)
+        # SQLite: sweep every connection row a crash left; PostgreSQL: only dead nodes' rows.
+        fanout = make_fanout(engine, hub, settings, node)
+        await fanout.prepare()
+
+        def failed(batch: list[NewMessage], exc: BaseException) -> None:
+            metrics.errors.labels("store-failed").inc(len(batch))
+            for message in batch:
+                client = hub.find(message.room, message.ws_id)
+                if client is not None:
+                    client.send(
+                        protocol.error_frame(
+                            "store-failed", f"the message was not stored ({type(exc).__name__})"
+                        )
+                    )
+
+        writer = Writer(
+            engine,
+            fanout.on_commit,
+            failed,
+            batch_max=settings.batch_max,
+            on_stats=metrics.observe_commit,
+            before_append=fanout.before_append,
+        )
+        await writer.start()
+        await fanout.start()
+        app[RUNTIME] = Runtime(
+            settings=settings,
+            engine=engine,
+            writer=writer,
+            hub=hub,
+            epoch=await store.read_epoch(engine),
+            node=node,
+            metrics=metrics,
+            fanout=fanout,
+        )
+        metrics.attach(app[RUNTIME])
+        retention_task = None
+        policy = Policy(days=settings.retain_days, messages=settings.retain_messages)
+        if policy.active:
+            retention_task = asyncio.create_task(
+                run_periodically(writer.execute, engine, policy, settings.retain_every)
+            )
+        # Slow consumers whose socket stopped taking writes (send deadline).
+        watchdog = asyncio.create_task(watch_stalled(hub, settings.send_timeout))
+        try:
+            yield
+        finally:
+            metrics.detach()
+            watchdog.cancel()
+            if retention_task is not None:
+                retention_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention_task
+            # Sockets are closed by on_shutdown; commit whatever was received before it.
+            await writer.close()
+            await fanout.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    runtime = app.get(RUNTIME)
+    if runtime is not None:
+        await runtime.hub.close_all(WSCloseCode.GOING_AWAY, "server shutting down")

@@ -1,0 +1,354 @@
+"""One WebSocket connection, from handshake to close: the port of ``Chat.Server``'s ``Server()``.
+
+On open the client gets its Status frame, then the room's user list, then (when it asked with
+``since``) the backlog it missed and a ``Resumed`` marker. After that it is live. Every refused
+frame gets an ``Error`` frame and an ``errors`` row; the connection carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import secrets
+import socket
+import struct
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from chatlog import protocol
+from chatlog.log import store
+from chatlog.log.retention import room_floor
+from chatlog.log.store import NewMessage, WriterClosed
+from chatlog.server.guard import answer_close, bound_send_buffer, websocket_options
+from chatlog.server.hub import CLOSE_SLOW_CONSUMER, Client
+from chatlog.server.keys import GUARD, RUNTIME, Runtime
+from chatlog.server.limits import RateLimiter, Verdict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROOM = "main"
+MAX_ROOM_CHARS = 64
+#: Backlog rows read and queued at a time during a resume.
+RESUME_PAGE = 500
+#: The first page is small so the first missed message is on the wire within milliseconds.
+RESUME_FIRST_PAGE = 50
+
+
+_RATE_MESSAGE = "too many frames; slow down (the frame was not processed)"
+_LOCKED_MESSAGE = "the alias is fixed by your token"
+
+
+def new_ws_id() -> str:
+    """24 characters of base64 over 16 random bytes, like an IRIS WebSocketID."""
+    return base64.b64encode(secrets.token_bytes(16)).decode()
+
+
+def _room(request: web.Request) -> str:
+    room = request.query.get("room", DEFAULT_ROOM).strip() or DEFAULT_ROOM
+    if len(room) > MAX_ROOM_CHARS or not room.isprintable():
+        raise web.HTTPBadRequest(text=f"room must be 1 to {MAX_ROOM_CHARS} printable characters\n")
+    return room
+
+
+def _since(request: web.Request) -> int | None:
+    raw = request.query.get("since")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise web.HTTPBadRequest(text="since must be a message ID (0 for the whole room)\n")
+    return int(raw)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """``GET /ws`` (and the original's ``/csp/user/Chat.Server.cls``)."""
+    runtime = request.app[RUNTIME]
+    room, since = _room(request), _since(request)
+    # Origin, token and connection caps are checked before the upgrade (403/401/429/503).
+    admission = request.app[GUARD].admit(request, room)
+    try:
+        ws = web.WebSocketResponse(**websocket_options(runtime.settings))
+        bound_send_buffer(request)
+        await ws.prepare(request)
+        session = Session(runtime, ws, room=room, remote=request.remote, user=admission.user)
+        session.transport = request.transport
+        await session.run(since=since, client_epoch=request.query.get("epoch"))
+        return ws
+    finally:
+        admission.release()
+        _drop_if_stalled(request.transport)
+
+
+def _drop_if_stalled(transport: asyncio.BaseTransport | None) -> None:
+    """Abort a socket whose peer stopped reading: ``close()`` would first wait to flush
+    what is buffered, which such a peer never takes, and the socket would stay open."""
+    if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Linger 0: reset now, so the kernel frees the unread send buffer at once too.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("could not record a connection: %s", future.exception())
+
+
+class Session:
+    """The life of one connection."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        ws: web.WebSocketResponse,
+        *,
+        room: str,
+        remote: str | None,
+        user: str | None = None,
+    ) -> None:
+        self.rt = runtime
+        self.ws = ws
+        #: The token's user when auth is on: the alias, fixed for the connection's life.
+        self.user = user
+        #: The TCP transport, to drop a peer that stopped reading (see _kick_slow).
+        self.transport: asyncio.BaseTransport | None = None
+        self.limiter = RateLimiter(runtime.settings.rate, runtime.settings.burst)
+        self.client = Client(
+            ws,
+            ws_id=new_ws_id(),
+            room=room,
+            remote=remote,
+            queue_size=runtime.settings.client_queue,
+            on_overflow=self._overflow,
+        )
+
+    @property
+    def ws_id(self) -> str:
+        return self.client.ws_id
+
+    @property
+    def log_extra(self) -> dict[str, str]:
+        """The ``extra`` of this connection's log lines (fields of ``--log-format json``)."""
+        return {"ws_id": self.client.ws_id, "room": self.client.room}
+
+    async def run(self, *, since: int | None, client_epoch: str | None) -> None:
+        rt, client = self.rt, self.client
+        try:
+            # Queued, not awaited: the writer runs ops in order, so this row lands before any
+            # alias or close of the same connection, and the greeting need not wait for fsync.
+            opened = await rt.writer.submit(
+                store.open_connection(client.ws_id, client.room, rt.node, client.remote)
+            )
+            opened.add_done_callback(_log_failure)
+        except WriterClosed:
+            await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+            return
+        if self.user is not None:
+            # Set before joining the hub, so the room sees the user and the user's own list
+            # (sent by _greet) includes itself.
+            client.alias = self.user
+            aliases = await self._presence(store.set_alias(client.ws_id, client.room, self.user))
+            if aliases is not None:
+                rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
+        client.start()
+        # Hold live frames from the moment the client is in the hub until the backlog is
+        # queued: whatever commits in between is either in the backlog or released after it.
+        client.hold()
+        rt.hub.add(client)
+        log.info(
+            "connection %s opened in %r from %s",
+            client.ws_id,
+            client.room,
+            client.remote,
+            extra=self.log_extra,
+        )
+        try:
+            await self._greet(since, client_epoch)
+            await self._read_loop()
+        finally:
+            # Shielded: a handler cancelled by a dropped peer still removes its rows.
+            await asyncio.shield(rt.hub.spawn(self._leave()))
+
+    async def _greet(self, since: int | None, client_epoch: str | None) -> None:
+        rt, client = self.rt, self.client
+        async with rt.engine.connect() as conn:
+            head = await store.room_head(conn, client.room)
+            client.send(protocol.status_frame(client.ws_id, head=head, epoch=rt.epoch))
+            client.send(protocol.userlist_frame(await store.room_aliases(conn, client.room)))
+            if since is not None:
+                await self._resume(conn, since, head, client_epoch)
+        client.release(head)
+
+    async def _resume(self, conn: Any, since: int, head: int, client_epoch: str | None) -> None:
+        client, limit = self.client, self.rt.settings.resume_max
+        epoch_changed = client_epoch is not None and client_epoch != self.rt.epoch
+        self.rt.metrics.resumes.inc()
+        if epoch_changed:
+            since = 0  # the client's IDs belong to another log
+        floor = await room_floor(conn, client.room)
+        start = max(since, floor)
+        marker: dict[str, Any] = {"Type": "Resumed", "From": start + 1, "To": head}
+        # IDs are unique, so a range no wider than the limit cannot exceed it: skip the count.
+        if head - start > limit and (
+            await store.count_after(conn, client.room, start, head, limit + 1) > limit
+        ):
+            marker.update(Complete=False, Reason="limit", Limit=limit)
+        else:
+            after = start
+            while after < head:
+                page = RESUME_PAGE if after > start else RESUME_FIRST_PAGE
+                frames = await store.read_after(conn, client.room, after, head, page)
+                if not frames:
+                    break
+                client.send_batch(tuple(protocol.encode(f) for f in frames))
+                self.rt.metrics.replayed.inc(len(frames))
+                after = frames[-1]["ID"]
+            marker["Complete"] = since >= floor
+            if since < floor:
+                marker["Reason"] = "retention"
+        marker["Epoch"] = self.rt.epoch
+        if epoch_changed:
+            marker["EpochChanged"] = True
+        client.send(marker)
+
+    async def _history(self, request: protocol.HistoryRequest) -> None:
+        client = self.client
+        async with self.rt.engine.connect() as conn:
+            frames = await store.read_before(conn, client.room, request.before, request.limit + 1)
+            floor = await room_floor(conn, client.room)
+        answer: dict[str, Any] = {"Type": "History", "Messages": frames[-request.limit :]}
+        if len(frames) > request.limit:
+            answer["Complete"] = False
+        elif floor:
+            answer.update(Complete=False, Reason="retention", From=floor + 1)
+        else:
+            answer["Complete"] = True
+        client.send(answer)
+
+    async def _read_loop(self) -> None:
+        async for msg in self.ws:
+            if msg.type is WSMsgType.TEXT:
+                self.rt.metrics.frames_in += 1
+                await self._on_text(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await self._record("binary-frame", "binary frames are not accepted")
+                await self.client.close(WSCloseCode.UNSUPPORTED_DATA, "text frames only")
+                return
+            elif msg.type is WSMsgType.ERROR:
+                break
+        await answer_close(self.ws)
+        exc = self.ws.exception()
+        if exc is not None and not self.client.closing:
+            # Also when aiohttp failed the socket while no read was waiting (a missed pong).
+            # The detail starts with the close code aiohttp sent (1002, 1007, 1009).
+            await self._record("protocol-error", f"{getattr(exc, 'code', '?')}: {exc}")
+
+    async def _on_text(self, text: str) -> None:
+        verdict = self.limiter.check()
+        if verdict is Verdict.REFUSE:
+            # No errors row per refused frame: a flood must not become a flood of rows.
+            self.client.send(protocol.error_frame("rate-limited", _RATE_MESSAGE))
+            return
+        if verdict is Verdict.CLOSE:
+            await self._record("flood", f"{self.limiter.refusals} frames over the rate limit")
+            await self.client.close(WSCloseCode.POLICY_VIOLATION, "flooding")
+            return
+        try:
+            frame = protocol.parse_client_frame(text)
+        except protocol.ProtocolError as exc:
+            await self._refuse(exc.code, exc.message, text)
+            return
+        client = self.client
+        if isinstance(frame, protocol.Chat):
+            await self.rt.writer.append(
+                NewMessage(
+                    room=client.room,
+                    ws_id=client.ws_id,
+                    author=client.author,
+                    body=frame.body,
+                    text=frame.text,
+                    raw=text,
+                    fields=frame.fields,
+                    nonce=frame.nonce,
+                )
+            )
+        elif isinstance(frame, protocol.Alias):
+            if self.user is not None and frame.name != self.user:
+                await self._refuse("alias-locked", _LOCKED_MESSAGE, text)
+                return
+            aliases = await self._presence(store.set_alias(client.ws_id, client.room, frame.name))
+            if aliases is None:
+                client.send(protocol.error_frame("store-failed", "the alias was not stored"))
+                return
+            client.alias = frame.name
+            self.rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
+            self.rt.fanout.presence_changed(client.room)
+        else:
+            await self._history(frame)
+
+    async def _presence(self, op: store.Op) -> Any:
+        """Run a presence write; ``None`` when the database refuses it (disk full, read-only).
+
+        Presence is secondary to the log: a socket that cannot get its row still reads
+        history and resumes; the next start-up sweep removes rows left behind.
+        """
+        try:
+            return await self.rt.writer.execute(op)
+        except WriterClosed:
+            raise
+        except Exception as exc:
+            log.warning("presence write for %s failed: %s", self.ws_id, str(exc)[:200])
+            return None
+
+    async def _refuse(self, code: str, message: str, text: str) -> None:
+        await self._record(code, f"{message}: {text[:200]!r}")
+        self.client.send(protocol.error_frame(code, message))
+
+    async def _record(self, kind: str, detail: str) -> None:
+        log.info(
+            "refused frame from %s (%s): %s", self.ws_id, kind, detail[:200], extra=self.log_extra
+        )
+        self.rt.metrics.errors.labels(kind).inc()
+        try:
+            await self.rt.writer.execute(store.record_error(self.ws_id, kind, detail))
+        except Exception as exc:  # the error log itself failing must not end the connection
+            log.error("could not record error %s: %s", kind, exc, extra=self.log_extra)
+
+    def _overflow(self, client: Client) -> None:
+        log.warning(
+            "closing slow client %s: its outgoing queue is full", self.ws_id, extra=self.log_extra
+        )
+        self.rt.metrics.slow_closes.inc()
+        self.rt.hub.remove(client)
+        self.rt.hub.spawn(self._kick_slow())
+
+    async def _kick_slow(self) -> None:
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+            # The peer is not reading at all: a close frame would wait behind the data it
+            # does not take, so reset the connection now.
+            await self._record("slow-consumer", "not reading; connection reset")
+            _drop_if_stalled(transport)
+            return
+        await self._record("slow-consumer", "outgoing queue overflowed")
+        await self.client.close(CLOSE_SLOW_CONSUMER, "too slow to keep up")
+        _drop_if_stalled(transport)
+
+    async def _leave(self) -> None:
+        rt, client = self.rt, self.client
+        rt.hub.remove(client)
+        try:
+            aliases = await self._presence(store.close_connection(client.ws_id, client.room))
+        except WriterClosed:
+            aliases = None  # shutting down: the next start-up sweeps the row
+        if aliases is not None and client.alias is not None:
+            rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
+            rt.fanout.presence_changed(client.room)
+        await client.stop()
+        log.info(
+            "connection %s closed (code %s)", self.ws_id, self.ws.close_code, extra=self.log_extra
+        )

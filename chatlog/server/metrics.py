@@ -1,0 +1,144 @@
+"""Prometheus metrics of one server, in a registry of its own (never the global one).
+
+The hot path (every delivery, every received frame) only bumps plain integers on the hub,
+the writer and :class:`Metrics`; a custom collector turns them into counters when
+``/metrics`` is scraped, so a busy server pays no lock per delivery. Rarer events (commits,
+errors, resumes) use prometheus-client's own histograms and counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from chatlog.server.keys import Runtime
+
+#: Content type of the Prometheus text exposition format.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """Every metric of one app; created by ``create_app`` and stored under ``state.METRICS``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        #: Text frames received from clients (bumped per frame; exported at scrape time).
+        self.frames_in = 0
+        self._runtime: Runtime | None = None
+        self.commit_rows = Histogram(
+            "chatlog_commit_batch_rows",
+            "Messages per group commit.",
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            "chatlog_commit_seconds",
+            "Duration of one group commit (BEGIN IMMEDIATE to COMMIT), in seconds.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "chatlog_errors",
+            "Refused frames and failures, by kind (the error codes of the wire protocol).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.slow_closes = Counter(
+            "chatlog_slow_consumer_closes",
+            "Clients closed with 1013 because their outgoing queue overflowed.",
+            registry=self.registry,
+        )
+        self.resumes = Counter(
+            "chatlog_resume_requests",
+            "Connections that asked to resume with ?since=.",
+            registry=self.registry,
+        )
+        self.replayed = Counter(
+            "chatlog_resume_rows_replayed",
+            "Stored messages sent to resuming clients.",
+            registry=self.registry,
+        )
+        self.registry.register(_LiveCollector(self))
+
+    def attach(self, runtime: Runtime) -> None:
+        """Start exporting the live counters of a running server (called by ``runtime_ctx``)."""
+        self._runtime = runtime
+
+    def detach(self) -> None:
+        self._runtime = None
+
+    @property
+    def runtime(self) -> Runtime | None:
+        return self._runtime
+
+    def observe_commit(self, rows: int, seconds: float) -> None:
+        """Record one group commit (the writer's ``on_stats`` hook)."""
+        self.commit_rows.observe(rows)
+        self.commit_seconds.observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The whole registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class _LiveCollector(Collector):
+    """Reads the hot-path integers of the hub and writer when scraped."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        rt = self._metrics.runtime
+        hub = rt.hub if rt is not None else None
+        writer = rt.writer if rt is not None else None
+        yield GaugeMetricFamily(
+            "chatlog_connections", "Open WebSocket connections.", value=len(hub) if hub else 0
+        )
+        yield CounterMetricFamily(
+            "chatlog_frames_in", "Text frames received from clients.", value=self._metrics.frames_in
+        )
+        yield CounterMetricFamily(
+            "chatlog_messages_persisted",
+            "Chat messages committed to the log.",
+            value=writer.rows if writer else 0,
+        )
+        yield CounterMetricFamily(
+            "chatlog_commits",
+            "Group commits of chat messages.",
+            value=writer.commits if writer else 0,
+        )
+        yield CounterMetricFamily(
+            "chatlog_messages_out",
+            "Committed chat messages fanned out to a room.",
+            value=hub.published if hub else 0,
+        )
+        yield CounterMetricFamily(
+            "chatlog_deliveries",
+            "Chat frames queued to sockets (messages x recipients).",
+            value=hub.delivered if hub else 0,
+        )
+        checkpoints = writer.checkpoints if writer else None
+        if checkpoints is not None:  # SQLite
+            yield CounterMetricFamily(
+                "chatlog_wal_checkpoints",
+                "WAL checkpoints run in the background (SQLite).",
+                value=checkpoints.runs,
+            )
+            yield GaugeMetricFamily(
+                "chatlog_wal_pages",
+                "WAL length in pages at the last background checkpoint (SQLite).",
+                value=checkpoints.wal_pages,
+            )
+        yield CounterMetricFamily(
+            "chatlog_fanout_queue_drops",
+            "Outgoing batches dropped because a client's queue was full or it was closing.",
+            value=hub.stats.drops if hub else 0,
+        )
