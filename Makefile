@@ -20,6 +20,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check chatlog tests migrations benchmarks
 	$(VENV)/bin/ruff format --check chatlog tests migrations benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(VENV)/bin/pytest -q

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from chatlog.cli.main import main
-from chatlog.log import db
+from chatlog.log.open import opened
 
 COLUMNS = "id, room, ws_id, author, message, text, raw, sent_at, nonce"
 WORDS = ["alpha", "beta", "gamma", "delta", "épsilon", "zeta", "eta", "theta", "iota", "mu"]
@@ -42,11 +42,8 @@ def build(path: Path, rows: int) -> float:
     began = time.perf_counter()
 
     async def migrate() -> None:
-        engine = db.make_engine(f"sqlite+aiosqlite:///{path}")
-        try:
-            await db.upgrade(engine)
-        finally:
-            await engine.dispose()
+        async with opened(f"sqlite+aiosqlite:///{path}"):
+            pass
 
     asyncio.run(migrate())
     texts = [" ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(3 + i % 6)) for i in range(64)]

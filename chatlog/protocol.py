@@ -9,6 +9,9 @@ Client to server (routed by which key is present, never by substring):
   connection's alias; other keys are relayed as received; optional ``Nonce`` for idempotency);
 * ``{"User": name}`` set or replace the alias;
 * ``{"History": {"Before": id, "Limit": n}}`` ask for older messages of the room.
+
+The handshake's query (``?room=``, ``?since=``) is checked here too, and every close code the
+server sends is named here.
 """
 
 from __future__ import annotations
@@ -32,10 +35,20 @@ MAX_NONCE_CHARS: Final = 64
 MAX_DEPTH: Final = 16
 HISTORY_DEFAULT_LIMIT: Final = 50
 HISTORY_MAX_LIMIT: Final = 500
+DEFAULT_ROOM: Final = "main"
+MAX_ROOM_CHARS: Final = 64
 _INT_LIMIT: Final = 2**63
 # The C0 and C1 controls, DEL included, minus tab, LF and CR: one regex scan per message
 # instead of a Python loop per character (profiled: 10% of the server's ingest CPU).
 _FORBIDDEN_CONTROL: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+#: Close codes (RFC 6455 section 7.4.1) and when the server sends them.
+CLOSE_GOING_AWAY: Final = 1001  # the server is shutting down
+CLOSE_UNSUPPORTED_DATA: Final = 1003  # a binary frame: text frames only
+CLOSE_POLICY_VIOLATION: Final = 1008  # flooding: still over the rate limit after many refusals
+CLOSE_TOO_BIG: Final = 1009  # a frame over --max-message-bytes (sent by aiohttp)
+CLOSE_SLOW_CONSUMER: Final = 1013  # "try again later": the client cannot keep up
 
 
 class ProtocolError(ValueError):
@@ -231,6 +244,23 @@ def _history(value: Any) -> HistoryRequest:
     return HistoryRequest(before=before, limit=min(limit, HISTORY_MAX_LIMIT))
 
 
+def parse_room(value: str | None) -> str:
+    """The ``?room=`` of a handshake: trimmed, 1 to 64 printable characters, ``main`` if unset."""
+    room = (value or "").strip() or DEFAULT_ROOM
+    if len(room) > MAX_ROOM_CHARS or not room.isprintable():
+        raise ProtocolError("bad-room", f"room must be 1 to {MAX_ROOM_CHARS} printable characters")
+    return room
+
+
+def parse_since(value: str | None) -> int | None:
+    """The ``?since=`` of a handshake: the last message ID the client saw (``None``: unset)."""
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise ProtocolError("bad-since", "since must be a message ID (0 for the whole room)")
+    return int(value)
+
+
 # --- server frames -------------------------------------------------------------------------
 
 
@@ -282,3 +312,44 @@ def userlist_frame(aliases: list[str]) -> dict[str, Any]:
 def error_frame(code: str, message: str) -> dict[str, Any]:
     """A refused frame, told to the client that sent it."""
     return {"Type": "Error", "Code": code, "Error": message}
+
+
+def resumed_frame(
+    *,
+    start: int,
+    head: int,
+    epoch: str,
+    complete: bool,
+    reason: str | None = None,
+    limit: int | None = None,
+    epoch_changed: bool = False,
+) -> dict[str, Any]:
+    """The marker after a resume's backlog: which IDs it covered and whether that is all.
+
+    ``reason`` is ``"retention"`` (older rows were deleted) or ``"limit"`` (more than
+    ``limit`` were missed: page back with ``History``, nothing was sent).
+    """
+    frame: dict[str, Any] = {"Type": "Resumed", "From": start + 1, "To": head}
+    if reason == "limit":
+        frame.update(Complete=False, Reason="limit", Limit=limit)
+    else:
+        frame["Complete"] = complete
+        if reason is not None:
+            frame["Reason"] = reason
+    frame["Epoch"] = epoch
+    if epoch_changed:
+        frame["EpochChanged"] = True
+    return frame
+
+
+def history_frame(messages: list[dict[str, Any]], *, more: bool, floor: int) -> dict[str, Any]:
+    """A ``History`` answer: Chat frames oldest first, and whether older ones exist (``more``)
+    or were deleted by retention (``floor``, the newest deleted ID, 0 for none)."""
+    frame: dict[str, Any] = {"Type": "History", "Messages": messages}
+    if more:
+        frame["Complete"] = False
+    elif floor:
+        frame.update(Complete=False, Reason="retention", From=floor + 1)
+    else:
+        frame["Complete"] = True
+    return frame

@@ -1,7 +1,8 @@
 """One frozen settings object, read from ``CHATLOG_*`` variables and overridden by CLI flags.
 
 Nothing here is read at import time: :meth:`Settings.from_env` takes the environment as an
-argument, and :func:`database_url` turns a plain file path into a SQLAlchemy URL.
+argument, and :func:`database_url` turns ``--db`` (a plain file path or a URL) into the
+SQLAlchemy URL from which :mod:`chatlog.log.open` picks the backend.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    db: str = "chatlog.log.db"
+    db: str = "chatlog.db"
     #: Largest accepted text frame, in bytes (larger closes with 1009).
     max_message_bytes: int = 64 * 1024
     #: SQLite ``PRAGMA synchronous``; FULL makes every commit durable on power loss.
@@ -152,7 +153,7 @@ def _coerce(name: str, type_: Any, raw: str) -> Any:
 def database_url(db: str) -> str:
     """Turn ``--db`` (a SQLAlchemy URL or a plain file path) into an async SQLAlchemy URL."""
     if not db:
-        raise SettingsError("--db is empty; give a file path like chatlog.log.db or a database URL")
+        raise SettingsError("--db is empty; give a file path like chatlog.db or a database URL")
     if "://" not in db:
         return f"sqlite+aiosqlite:///{Path(db).expanduser()}"
     scheme, _, rest = db.partition("://")
@@ -164,14 +165,3 @@ def database_url(db: str) -> str:
         f"unsupported database URL scheme {scheme!r}; use a file path, sqlite:///FILE "
         "or postgresql+asyncpg://USER@HOST/DB"
     )
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a SQLite URL, or ``None`` for another backend or an in-memory database."""
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split(":///", 1)[1] if ":///" in url else ""
-    path = path.split("?", 1)[0]
-    if path in ("", ":memory:"):
-        return None
-    return Path(path)

@@ -32,14 +32,16 @@ def run_with(connection: Connection) -> None:
 
 
 async def run_async() -> None:
-    from chatlog.log.db import make_engine
+    from chatlog.log.open import open_log
     from chatlog.settings import database_url
 
     url = database_url(os.environ.get("CHATLOG_DB") or config.get_main_option("sqlalchemy.url"))
-    engine = make_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(run_with)
-    await engine.dispose()
+    log = open_log(url)
+    try:
+        async with log.engine.begin() as conn:
+            await conn.run_sync(run_with)
+    finally:
+        await log.dispose()
 
 
 connection = config.attributes.get("connection")

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from chatlog.log import db
+from chatlog.log.model import NewMessage
+from chatlog.log.open import opened
 from chatlog.log.sqlite import checkpoint
-from chatlog.log.store import NewMessage, Writer
+from chatlog.log.sqlite.backend import SqliteBackend
+from chatlog.log.writer import Writer
 from chatlog.settings import database_url
 
 PAGE = 4096
@@ -34,8 +36,9 @@ async def test_commits_never_checkpoint_and_the_wal_stays_bounded(
     path = tmp_path / "c.db"
     wal = Path(f"{path}-wal")
     sizes: list[int] = []
-    async with db.open_engine(database_url(str(path))) as engine:
-        writer = Writer(engine, lambda _: None, lambda *_: None, batch_max=50)
+    async with opened(database_url(str(path))) as log:
+        assert isinstance(log, SqliteBackend)
+        writer = Writer(log, lambda _: None, lambda *_: None, batch_max=50)
         await writer.start()
 
         def wal_size() -> int:
@@ -51,10 +54,10 @@ async def test_commits_never_checkpoint_and_the_wal_stays_bounded(
         # a background checkpoint never finds the WAL idle and cannot restart it alone.
         await asyncio.gather(*(writer.append(message(i)) for i in range(ROWS)))
         await sampler
-        fast = writer._fast
-        assert fast is not None
-        assert fast.db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
-        checkpoints = writer.checkpoints
+        own = log.committer
+        assert own is not None
+        assert own.db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        checkpoints = log.checkpoints
         assert checkpoints is not None, "a SQLite file must get background checkpoints"
         runs = checkpoints.runs
         await writer.close()

@@ -12,9 +12,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from chatlog.log.store import StoredMessage
+from chatlog.log.model import StoredMessage
+from chatlog.protocol import CLOSE_SLOW_CONSUMER
 from chatlog.server.app import create_app
-from chatlog.server.hub import CLOSE_SLOW_CONSUMER, ws_frame
+from chatlog.server.client import ws_frame
 from chatlog.server.keys import RUNTIME
 from chatlog.settings import Settings
 from tests.conftest import Connect

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from chatlog.log.db import head_revision
+from chatlog.log.migrate import head as head_revision
 from chatlog.server.app import create_app
 from chatlog.server.logs import JsonFormatter
 from chatlog.settings import Settings

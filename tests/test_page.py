@@ -240,8 +240,12 @@ async def test_two_pages_chat_and_screenshot(pages: Pages, site: Site, db_path: 
     bob = await pages.open(site.page("tea"))
     await bob.set_name("bob")  # the visible name field
     await expect(bob.page.locator("#chat .text")).to_have_text(["Hi! Is anyone here?"])
+    # Each line is sent once the one before it has come back: two pages' sockets are
+    # independent, so without the wait their frames may reach the server in either order.
     await bob.say("Hello alice, I just joined 👋")
+    await expect(alice.page.locator("#chat .text")).to_have_count(2)
     await alice.say("Welcome! Scroll up for older messages.")
+    await expect(bob.page.locator("#chat .text")).to_have_count(3)
     await bob.say("Thanks. This works with the keyboard too.")
     await expect(alice.page.locator("#chat .text")).to_have_count(4)
     stored = [

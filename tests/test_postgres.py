@@ -21,10 +21,12 @@ from alembic import command
 from sqlalchemy import Connection
 
 from chatlog.history.replay import json_line
-from chatlog.log import db
-from chatlog.log.postgres.doorbell import PostgresFanout
-from chatlog.log.store import NewMessage, StoredMessage, Writer
-from chatlog.server.hub import Hub
+from chatlog.log import migrate
+from chatlog.log.backend import LiveConnection, Node
+from chatlog.log.model import NewMessage, StoredMessage
+from chatlog.log.open import open_log
+from chatlog.log.postgres.doorbell import PostgresFeed
+from chatlog.log.writer import Writer
 from chatlog.settings import database_url
 from tests.conftest import skip_or_fail
 from tests.pgsupport import fetch
@@ -111,58 +113,64 @@ async def _true(value: bool) -> bool:
 
 
 def _check(sync_conn: Connection) -> None:
-    cfg = db.alembic_config()
+    cfg = migrate.alembic_config()
     cfg.attributes["connection"] = sync_conn
     command.check(cfg)
 
 
 async def test_migrations_upgrade_check_and_downgrade_on_postgres(pg_url: str) -> None:
     """The same alembic chain builds the schema on PostgreSQL, shows no drift, and drops it."""
-    engine = db.make_engine(database_url(pg_url))
+    log = open_log(database_url(pg_url))
     query = "select tablename from pg_tables where schemaname = 'public' order by 1"
     try:
-        await db.upgrade(engine)
-        assert await db.current_revision(engine) == db.head_revision()
-        async with engine.connect() as conn:
+        await log.migrate()
+        assert await log.revision() == migrate.head()
+        async with log.engine.connect() as conn:
             await conn.run_sync(_check)
         tables = {row["tablename"] for row in await fetch(pg_url, query)}
         assert {"messages", "users", "websocket_connections", "errors", "meta", "nodes"} <= tables
-        await db.downgrade(engine, "base")
+        await log.downgrade("base")
         assert [row["tablename"] for row in await fetch(pg_url, query)] == ["alembic_version"]
-        await db.upgrade(engine)
-        async with engine.connect() as conn:
+        await log.migrate()
+        async with log.engine.connect() as conn:
             await conn.run_sync(_check)
     finally:
-        await engine.dispose()
+        await log.dispose()
 
 
-class RecordingHub(Hub):
-    """A hub with one room and no sockets that remembers what the fan-out published."""
+class Recording:
+    """A listener with one room and no sockets that remembers what the feed delivered."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.rooms["r"] = {}
         self.published: list[StoredMessage] = []
 
-    def publish(self, stored: list[StoredMessage]) -> None:
+    def rooms(self) -> set[str]:
+        return {"r"}
+
+    def deliver(self, stored: list[StoredMessage]) -> None:
         self.published.extend(stored)
+
+    def presence(self, room: str, aliases: list[str]) -> None:
+        return None
+
+    def connections(self) -> list[LiveConnection]:
+        return []
 
 
 async def test_no_row_is_skipped_under_concurrent_writers(pg_url: str) -> None:
     """Three writers on three connections commit small batches concurrently while a reader
     follows "id > last" in tiny pages: it publishes every row exactly once, in ID order."""
     url = database_url(pg_url)
-    engines = [db.make_engine(url) for _ in range(4)]
-    hub = RecordingHub()
-    reader = PostgresFanout(engines[0], hub, node="reader", address=None, poll=0.02, page=7)
+    logs = [open_log(url) for _ in range(4)]
+    hub = Recording()
+    reader = PostgresFeed(logs[0].engine, hub, Node("reader"), poll=0.02, page=7)
     writers: list[Writer] = []
     try:
-        await db.upgrade(engines[0])
+        await logs[0].migrate()
         await reader.prepare()
         await reader.start()
-        for i, engine in enumerate(engines[1:]):
-            lock = PostgresFanout(engine, Hub(), node=f"w{i}", address=None).before_append
-            writer = Writer(engine, lambda _s: None, _fail, batch_max=3, before_append=lock)
+        for log in logs[1:]:
+            writer = Writer(log, lambda _s: None, _fail, batch_max=3)
             await writer.start()
             writers.append(writer)
 
@@ -183,8 +191,8 @@ async def test_no_row_is_skipped_under_concurrent_writers(pg_url: str) -> None:
         assert [m.id for m in hub.published] == ids
     finally:
         await reader.close()
-        for engine in engines:
-            await engine.dispose()
+        for log in logs:
+            await log.dispose()
 
 
 def _fail(batch: list[NewMessage], exc: BaseException) -> None:

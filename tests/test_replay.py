@@ -393,14 +393,15 @@ def test_sqlite_json_lines_equal_the_orjson_ones(
     texts: list[str], nonce: str | None, micros: int
 ) -> None:
     """SQLite's json_object line and the orjson line (PostgreSQL path) are the same bytes."""
-    from chatlog.history.replay import SQLITE_JSON_ROW, json_line
+    from chatlog.history.replay import json_line
+    from chatlog.log.sqlite.readonly import json_object_sql
 
     sent = f"2026-11-25 20:21:15.{micros:06d}"
     row = (7, *texts, sent, nonce)
     with sqlite3.connect(":memory:") as conn:
         conn.execute(f"CREATE TABLE messages ({', '.join(COLUMNS)})")
         conn.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-        (built,) = conn.execute(f"SELECT {SQLITE_JSON_ROW} FROM messages").fetchone()
+        (built,) = conn.execute(f"SELECT {json_object_sql(COLUMNS)} FROM messages").fetchone()
     assert built == json_line(row)
 
 

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from chatlog.log import db
-from chatlog.log.retention import Policy, engine_writes, purge
+from chatlog.log.open import open_log
+from chatlog.log.retention import Policy, purge
 from chatlog.server.app import create_app
 from chatlog.settings import Settings, database_url
 from tests.support import ChatClient, b64
@@ -146,11 +146,11 @@ class ChatLog(RuleBasedStateMachine):
     @rule(keep=st.integers(1, 4))
     def purge(self, keep: int) -> None:
         async def run() -> None:
-            engine = db.make_engine(database_url(str(self.db)))
+            log = open_log(database_url(str(self.db)), access="write")
             try:
-                report = await purge(engine_writes(engine), engine, Policy(messages=keep))
+                report = await purge(log, Policy(messages=keep))
             finally:
-                await engine.dispose()
+                await log.dispose()
             self.floor = max(self.floor, report.floors.get("main", 0))
 
         self.run(run())

@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatlog.log import db, store
-from chatlog.log.store import NewMessage, StoredMessage, Writer
+from chatlog.log import presence
+from chatlog.log.model import NewMessage, StoredMessage
+from chatlog.log.open import open_log, opened
+from chatlog.log.writer import Writer, WriterClosed
 from chatlog.settings import database_url
 
 
@@ -24,8 +26,8 @@ async def test_group_commit_and_failing_op_isolation(tmp_path: Path) -> None:
     ops is refused alone while the ops around it are committed."""
     path = tmp_path / "w.db"
     committed: list[list[StoredMessage]] = []
-    async with db.open_engine(database_url(str(path))) as engine:
-        writer = Writer(engine, committed.append, lambda *_: None, batch_max=1000)
+    async with opened(database_url(str(path))) as log:
+        writer = Writer(log, committed.append, lambda *_: None, batch_max=1000)
         await writer.start()
         await asyncio.gather(*(writer.append(message(i)) for i in range(500)))
 
@@ -33,9 +35,9 @@ async def test_group_commit_and_failing_op_isolation(tmp_path: Path) -> None:
             await conn.execute(text("insert into nope values (1)"))
 
         futures = [
-            await writer.submit(store.record_error("a", "first", "kept")),
+            await writer.submit(presence.record_error("a", "first", "kept")),
             await writer.submit(boom),
-            await writer.submit(store.record_error("b", "second", "kept")),
+            await writer.submit(presence.record_error("b", "second", "kept")),
         ]
         results = await asyncio.gather(*futures, return_exceptions=True)
         await writer.close()
@@ -53,20 +55,20 @@ async def test_group_commit_and_failing_op_isolation(tmp_path: Path) -> None:
 
 async def test_closed_writer_refuses(tmp_path: Path) -> None:
     """After close, appends are refused instead of being silently dropped."""
-    async with db.open_engine(database_url(str(tmp_path / "c.db"))) as engine:
-        writer = Writer(engine, lambda _: None, lambda *_: None)
+    async with opened(database_url(str(tmp_path / "c.db"))) as log:
+        writer = Writer(log, lambda _: None, lambda *_: None)
         await writer.start()
         await writer.close()
-        with pytest.raises(store.WriterClosed):
+        with pytest.raises(WriterClosed):
             await writer.append(message(0))
 
 
 async def test_close_gives_up_on_an_unreachable_database(tmp_path: Path) -> None:
     """A writer whose database is gone still stops within its grace period."""
-    # An engine whose file cannot be opened: its directory is a plain file.
-    blocker = tmp_path / "blocker"
-    blocker.write_text("")
-    broken = db.make_engine(database_url(str(blocker / "x.db")))
+    # A log whose file cannot be opened: its directory is removed after the check at open.
+    (tmp_path / "gone").mkdir()
+    broken = open_log(database_url(str(tmp_path / "gone" / "x.db")))
+    (tmp_path / "gone").rmdir()
     writer = Writer(broken, lambda _: None, lambda *_: None)
     await writer.start()
     await writer.append(message(1))

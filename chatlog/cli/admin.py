@@ -7,18 +7,25 @@ import asyncio
 import click
 
 from chatlog.cli.common import db_option, db_url
-from chatlog.log.db import check_database_path, make_engine
-from chatlog.log.retention import Policy, PurgeReport, engine_writes, purge, vacuum
+from chatlog.log.open import open_log
+from chatlog.log.retention import Policy, PurgeReport, purge
 from chatlog.settings import SettingsError
 
 
 async def _purge(url: str, policy: Policy, room: str | None) -> PurgeReport:
-    check_database_path(url, must_exist=True)
-    engine = make_engine(url)
+    log = open_log(url, access="write")
     try:
-        return await purge(engine_writes(engine), engine, policy, room=room)
+        return await purge(log, policy, room=room)
     finally:
-        await engine.dispose()
+        await log.dispose()
+
+
+async def _vacuum(url: str) -> None:
+    log = open_log(url, access="write")
+    try:
+        await log.vacuum()
+    finally:
+        await log.dispose()
 
 
 @click.command(name="purge")
@@ -66,8 +73,7 @@ def vacuum_command(db: str | None) -> None:
     """
     url = db_url(db)
     try:
-        check_database_path(url, must_exist=True)
-        asyncio.run(vacuum(url))
+        asyncio.run(_vacuum(url))
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("vacuumed")

@@ -18,15 +18,15 @@ def db_option(**kwargs: Any) -> Callable[[FC], FC]:
         "--db",
         envvar="CHATLOG_DB",
         help="Database: a file path (SQLite) or a URL such as postgresql+asyncpg://host/db. "
-        "Env: CHATLOG_DB. Default: chatlog.log.db.",
+        "Env: CHATLOG_DB. Default: chatlog.db.",
         **kwargs,
     )
 
 
 def db_url(value: str | None) -> str:
-    """The SQLAlchemy URL for ``--db`` (default ``chatlog.log.db``), or a usage error."""
+    """The SQLAlchemy URL for ``--db`` (default ``chatlog.db``), or a usage error."""
     try:
-        return database_url(value or "chatlog.log.db")
+        return database_url(value or "chatlog.db")
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -21,9 +21,23 @@ import click
 from chatlog.cli.common import db_option, db_url
 from chatlog.history import output, playback, replay, transfer
 from chatlog.log import readonly as reader
+from chatlog.log.backend import LogBackend
+from chatlog.log.open import open_log
 from chatlog.settings import SettingsError
 
 FC = TypeVar("FC", bound=Callable[..., Any])
+
+
+#: Driver errors of the backend the command opened, to tell a failed query from a bug.
+_DRIVER_ERRORS: tuple[type[BaseException], ...] = ()
+
+
+def _open(url: str) -> LogBackend:
+    """The log at ``url``, read-only (it must exist)."""
+    global _DRIVER_ERRORS
+    backend = open_log(url, access="read")
+    _DRIVER_ERRORS = backend.driver_errors
+    return backend
 
 
 class BadInput(click.ClickException):
@@ -39,7 +53,7 @@ def _fail(exc: BaseException, *, timeout: float | None = None) -> click.ClickExc
         return click.ClickException(str(exc))
     if isinstance(exc, replay.SelectionError):
         return BadInput(str(exc))
-    return click.ClickException(reader.explain(exc, timeout=timeout))
+    return click.ClickException(reader.explain(exc, _DRIVER_ERRORS, timeout=timeout))
 
 
 @contextlib.contextmanager
@@ -80,9 +94,9 @@ async def _run_sql(
     out: IO[bytes],
     limit_s: float | None,
 ) -> None:
-    engine = reader.open_engine(url)
+    backend = _open(url)
     try:
-        async with reader.reading(engine, limit_s=limit_s) as log:
+        async with backend.read_only(limit_s=limit_s) as log:
             alarm = await log.interrupt_after(limit_s) if limit_s is not None else None
             try:
                 columns, batches = await log.run(query, params)
@@ -91,7 +105,7 @@ async def _run_sql(
                 if alarm is not None:
                     alarm.cancel()
     finally:
-        await engine.dispose()
+        await backend.dispose()
 
 
 @click.command(name="sql")
@@ -200,11 +214,11 @@ async def _play(
     pace: float | None = None,
     desc: str = "replay",
 ) -> int:
-    engine = reader.open_engine(url)
+    backend = _open(url)
     bar: playback.Progress | None = None
     try:
-        player = playback.Player(engine, selection, fmt, out, pace=pace, flush=follow)
-        async with reader.reading(engine) as log:
+        player = playback.Player(backend, selection, fmt, out, pace=pace, flush=follow)
+        async with backend.read_only() as log:
             note = await playback.gap_note(log, selection)
             if note:
                 click.echo(f"note: {note}", err=True)
@@ -220,7 +234,7 @@ async def _play(
             await player.follow(head)
         return player.written
     finally:
-        await engine.dispose()
+        await backend.dispose()
 
 
 # --- chatlog replay ------------------------------------------------------------------------
@@ -388,4 +402,4 @@ def import_command(file: str, db: str | None) -> None:
                     url, seekable, lambda total: playback.progress_bar(total, desc="import")
                 )
             )
-    click.echo(f"imported {count} messages into {db or 'chatlog.log.db'}")
+    click.echo(f"imported {count} messages into {db or 'chatlog.db'}")

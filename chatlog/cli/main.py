@@ -10,7 +10,9 @@ from aiohttp import web
 
 from chatlog.cli.common import build_settings, db_option, db_url
 from chatlog.cli.serve_options import security_options, security_overrides
-from chatlog.log import db
+from chatlog.log import migrate
+from chatlog.log.backend import LogBackend
+from chatlog.log.open import Access, open_log, opened
 from chatlog.loops import EVENT_LOOPS, new_event_loop
 from chatlog.server.app import create_app
 from chatlog.server.guard import RedactingAccessLogger
@@ -94,7 +96,7 @@ def serve(**flags: Any) -> None:
 
 async def _preflight(settings: Settings) -> None:
     """Open and migrate the database once before listening, so a bad --db fails at once."""
-    async with db.open_engine(settings.url, synchronous=settings.synchronous):
+    async with opened(settings.url, synchronous=settings.synchronous):
         pass
 
 
@@ -108,18 +110,17 @@ def db_group() -> None:
     """
 
 
-async def _with_engine(url: str, action: Any, *, must_exist: bool) -> Any:
-    db.check_database_path(url, must_exist=must_exist)
-    engine = db.make_engine(url)
+async def _with_log(url: str, action: Any, *, access: Access) -> Any:
+    log = open_log(url, access=access)
     try:
-        return await action(engine)
+        return await action(log)
     finally:
-        await engine.dispose()
+        await log.dispose()
 
 
-def _run_db(url: str, action: Any, *, must_exist: bool) -> Any:
+def _run_db(url: str, action: Any, *, access: Access) -> Any:
     try:
-        return asyncio.run(_with_engine(url, action, must_exist=must_exist))
+        return asyncio.run(_with_log(url, action, access=access))
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:
@@ -136,9 +137,7 @@ def upgrade(db: str | None, revision: str) -> None:
     Example:
         chatlog db upgrade --db chat.db
     """
-    from chatlog.log.db import upgrade as do_upgrade
-
-    _run_db(db_url(db), lambda engine: do_upgrade(engine, revision), must_exist=False)
+    _run_db(db_url(db), lambda log: log.migrate(revision), access="create")
     click.echo(f"database at {revision}")
 
 
@@ -152,9 +151,7 @@ def downgrade(db: str | None, revision: str) -> None:
     Example:
         chatlog db downgrade base --db chat.db
     """
-    from chatlog.log.db import downgrade as do_downgrade
-
-    _run_db(db_url(db), lambda engine: do_downgrade(engine, revision), must_exist=True)
+    _run_db(db_url(db), lambda log: log.downgrade(revision), access="write")
     click.echo(f"database at {revision}")
 
 
@@ -167,10 +164,8 @@ def current(db: str | None) -> None:
     Example:
         chatlog db current --db chat.db
     """
-    from chatlog.log.db import current_revision, head_revision
-
-    rev = _run_db(db_url(db), current_revision, must_exist=True)
-    head = head_revision()
+    rev = _run_db(db_url(db), LogBackend.revision, access="read")
+    head = migrate.head()
     click.echo(f"{rev or 'empty'}{' (head)' if rev == head else f' (head is {head})'}")
 
 

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from chatlog.history.replay import Format, Selection
-from chatlog.log.readonly import Reader, reading
+from chatlog.log.backend import LogBackend, ReadOnly
 
 #: ``--follow`` checks for new rows this often when they keep coming, backing off to
 #: ``FOLLOW_MAX`` while the log is idle: one indexed ``max(id)`` lookup per check.
@@ -55,7 +53,7 @@ def progress_bar(total: int | None, *, desc: str, stream: IO[str] | None = None)
 class Player:
     """Writes the rows of a selection in one format to a binary stream."""
 
-    engine: AsyncEngine
+    log: LogBackend
     selection: Selection
     fmt: Format
     out: IO[bytes]
@@ -67,17 +65,13 @@ class Player:
     _last_time: datetime | None = None
 
     @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    @property
     def remaining(self) -> int | None:
         limit = self.selection.limit
         return None if limit is None else limit - self.written
 
-    async def play(self, reader: Reader, selection: Selection) -> None:
+    async def play(self, reader: ReadOnly, selection: Selection) -> None:
         """Write every row ``selection`` selects."""
-        sql, params = selection.query(self.fmt.columns(self.dialect), self.dialect)
+        sql, params = selection.query(self.fmt.columns(reader), reader)
         async for batch in reader.batches(sql, params):
             await self._emit(batch)
 
@@ -120,20 +114,19 @@ class Player:
         delay = FOLLOW_MIN
         self.pace = None  # live rows arrive at their own pace; pacing them again would lag
         self.flush = True
-        async with self.engine.connect() as conn:
-            while self.remaining is None or self.remaining > 0:
-                async with reading(self.engine, conn=conn) as reader:
-                    newest = int(await reader.scalar("SELECT max(id) FROM messages") or 0)
-                    if newest > seen:
-                        await self.play(reader, self.selection.after(seen, newest))
-                        seen = newest
-                        delay = FOLLOW_MIN
-                        continue
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, FOLLOW_MAX)
+        while self.remaining is None or self.remaining > 0:
+            async with self.log.read_only() as reader:
+                newest = await head_id(reader)
+                if newest > seen:
+                    await self.play(reader, self.selection.after(seen, newest))
+                    seen = newest
+                    delay = FOLLOW_MIN
+                    continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, FOLLOW_MAX)
 
 
-async def gap_note(reader: Reader, selection: Selection) -> str | None:
+async def gap_note(reader: ReadOnly, selection: Selection) -> str | None:
     """Say so when the log starts later than asked because older rows were deleted.
 
     Asked is the range's start (ID 1 when the range has none and no time window is given).
@@ -185,12 +178,12 @@ async def gap_note(reader: Reader, selection: Selection) -> str | None:
     return "; ".join(parts) or None
 
 
-async def head_id(reader: Reader) -> int:
+async def head_id(reader: ReadOnly) -> int:
     """The newest message ID in the log (0 when it is empty)."""
     return int(await reader.scalar("SELECT max(id) FROM messages") or 0)
 
 
-async def count(reader: Reader, selection: Selection) -> int:
+async def count(reader: ReadOnly, selection: Selection) -> int:
     """How many rows ``selection`` selects."""
-    sql, params = selection.count_query(reader.dialect)
+    sql, params = selection.count_query(reader)
     return int(await reader.scalar(sql, params) or 0)

@@ -20,20 +20,13 @@ from typing import Any, Final
 import orjson
 
 from chatlog.history.output import terminal_safe
-from chatlog.log.schema import STORED_TIME_FORMAT
-from chatlog.log.store import row_frame
+from chatlog.log.backend import ReadOnly
+from chatlog.log.model import StoredMessage, stored_fields
+from chatlog.log.schema import COLUMNS, STORED_TIME_FORMAT
 from chatlog.protocol import encode, format_sent
 
-#: Every column of ``messages``, in table order: the keys of a JSON lines row.
-COLUMNS: Final = ("id", "room", "ws_id", "author", "message", "text", "raw", "sent_at", "nonce")
 FORMATS: Final = ("text", "jsonl", "wire")
-_ID, _ROOM, _AUTHOR, _TEXT, _SENT = 0, 1, 3, 5, 7
-
-#: One JSON lines row, built by SQLite itself and fetched as a BLOB (no decode and re-encode
-#: in Python): measured faster than fetching the nine columns (see benchmarks/replay_bench.py).
-SQLITE_JSON_ROW: Final = (
-    "CAST(json_object(" + ", ".join(f"'{c}', {c}" for c in COLUMNS) + ") AS BLOB)"
-)
+_ID, _ROOM, _WS, _AUTHOR, _TEXT, _RAW, _SENT = 0, 1, 2, 3, 5, 6, 7
 
 
 class SelectionError(ValueError):
@@ -101,7 +94,7 @@ class Selection:
     limit: int | None = None
     reverse: bool = False
 
-    def where(self, dialect: str) -> tuple[str, dict[str, Any]]:
+    def where(self, reader: ReadOnly) -> tuple[str, dict[str, Any]]:
         """The ``WHERE`` clause (``1=1`` for everything) and its bound parameters."""
         conds: list[str] = []
         params: dict[str, Any] = {}
@@ -114,7 +107,7 @@ class Selection:
         for name, op, when in (("since", ">=", self.since), ("until", "<", self.until)):
             if when is not None:
                 conds.append(f"sent_at {op} :{name}")
-                params[name] = sql_time(when) if dialect == "sqlite" else when
+                params[name] = reader.bind_time(when)
         for column, values in (("room", self.rooms), ("author", self.authors)):
             if values:
                 names = [f"{column}{i}" for i in range(len(values))]
@@ -122,9 +115,9 @@ class Selection:
                 params.update(zip(names, values, strict=True))
         return " AND ".join(conds) or "1=1", params
 
-    def query(self, columns: str, dialect: str) -> tuple[str, dict[str, Any]]:
+    def query(self, columns: str, reader: ReadOnly) -> tuple[str, dict[str, Any]]:
         """``SELECT columns FROM messages`` for this selection, in ID order (or reversed)."""
-        where, params = self.where(dialect)
+        where, params = self.where(reader)
         sql = f"SELECT {columns} FROM messages WHERE {where} ORDER BY id"
         if self.reverse:
             sql += " DESC"
@@ -133,9 +126,9 @@ class Selection:
             params["limit"] = self.limit
         return sql, params
 
-    def count_query(self, dialect: str) -> tuple[str, dict[str, Any]]:
+    def count_query(self, reader: ReadOnly) -> tuple[str, dict[str, Any]]:
         """How many rows :meth:`query` returns (for a progress bar)."""
-        inner, params = replace(self, reverse=False).query("1", dialect)
+        inner, params = replace(self, reverse=False).query("1", reader)
         return f"SELECT count(*) FROM ({inner}) AS selected", params
 
     def after(self, last_id: int, upto: int) -> Selection:
@@ -165,23 +158,12 @@ def sql_time(value: Any) -> str:
     return as_datetime(value).strftime(STORED_TIME_FORMAT)
 
 
-@dataclass(frozen=True)
-class Frame:
-    """A row with the attributes :func:`chatlog.log.store.row_frame` reads."""
-
-    id: int
-    room: str
-    author: str
-    raw: str
-    sent_at: datetime
-
-
 class Format:
     """How one output format selects and renders rows (``id`` is always column 0)."""
 
     name: str = ""
 
-    def columns(self, dialect: str) -> str:
+    def columns(self, reader: ReadOnly) -> str:
         """The SQL select list."""
         return ", ".join(COLUMNS)
 
@@ -229,10 +211,11 @@ class JsonlFormat(Format):
     def __init__(self, *, with_time: bool = False) -> None:
         self.with_time = with_time
 
-    def columns(self, dialect: str) -> str:
-        if dialect == "sqlite":
-            return f"sent_at, {SQLITE_JSON_ROW}" if self.with_time else SQLITE_JSON_ROW
-        return super().columns(dialect)
+    def columns(self, reader: ReadOnly) -> str:
+        json_row = reader.json_row(COLUMNS)
+        if json_row is not None:
+            return f"sent_at, {json_row}" if self.with_time else json_row
+        return super().columns(reader)
 
     def sent_at(self, row: Sequence[Any]) -> datetime:
         return as_datetime(row[0] if len(row) == 2 else row[_SENT])
@@ -260,7 +243,16 @@ class WireFormat(Format):
 
     def render(self, rows: Sequence[Sequence[Any]]) -> bytes:
         return b"".join(
-            encode(row_frame(Frame(r[_ID], r[_ROOM], r[_AUTHOR], r[6], as_datetime(r[_SENT]))))
+            encode(
+                StoredMessage(
+                    r[_ID],
+                    r[_ROOM],
+                    r[_WS],
+                    r[_AUTHOR],
+                    stored_fields(r[_RAW]),
+                    as_datetime(r[_SENT]),
+                ).frame()
+            )
             + b"\n"
             for r in rows
         )

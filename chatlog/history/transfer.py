@@ -12,20 +12,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import IO, Any, Final
 
 import orjson
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatlog.history.playback import Progress
-from chatlog.history.replay import COLUMNS, as_datetime
-from chatlog.log import db
-from chatlog.log.readonly import reading
-from chatlog.log.schema import STORED_TIME_FORMAT, messages
+from chatlog.history.replay import as_datetime
+from chatlog.log.backend import LogBackend
+from chatlog.log.open import open_log
+from chatlog.log.schema import COLUMNS
 from chatlog.protocol import ProtocolError, loads
-from chatlog.settings import sqlite_path
 
 INSERT_BATCH: Final = 5000
 _MAX_ID: Final = 2**63 - 1
@@ -129,68 +127,18 @@ def _fast_rows(source: IO[bytes]) -> Iterator[dict[str, Any]]:
         yield row
 
 
-async def _ensure_empty(conn: AsyncConnection, first_id: int) -> None:
+async def _ensure_empty(log: LogBackend, conn: AsyncConnection, first_id: int) -> None:
     held = (await conn.execute(text("SELECT count(*) FROM messages"))).scalar()
     if held:
         raise ImportFailed(
             f"the database already holds {held} messages; import loads only into an empty log"
         )
-    if conn.dialect.name in ("sqlite", "postgresql"):
-        seq = (
-            await conn.execute(
-                text(
-                    "SELECT seq FROM sqlite_sequence WHERE name = 'messages'"
-                    if conn.dialect.name == "sqlite"
-                    else "SELECT pg_sequence_last_value(pg_get_serial_sequence('messages', 'id'))"
-                )
-            )
-        ).scalar()
-        if seq is not None and int(seq) >= first_id:
-            raise ImportFailed(
-                f"this database has held messages up to ID {seq}, and IDs are never reused; "
-                "import into a new database"
-            )
-
-
-async def _precheck(url: str, first_id: int) -> None:
-    """Refuse a non-empty log before migrating or writing anything."""
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        return
-    engine = db.make_engine(url, readonly=True)
-    try:
-        async with reading(engine) as reader:
-            tables = await reader.scalar(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'messages'"
-                if reader.dialect == "sqlite"
-                else "SELECT count(*) FROM information_schema.tables WHERE table_name = 'messages'"
-            )
-            if tables:
-                await _ensure_empty(reader.conn, first_id)
-    finally:
-        await engine.dispose()
-
-
-_SQLITE_INSERT: Final = (
-    f"INSERT INTO messages ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-)
-
-
-async def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Insert validated rows, ``sent_at`` stored exactly as the server stores it."""
-    if conn.dialect.name != "sqlite":
-        await conn.execute(insert(messages), rows)
-        return
-    # Plain executemany with tuples: several times faster than Core's per-row dict handling.
-    for row in rows:
-        row["sent_at"] = row["sent_at"].strftime(STORED_TIME_FORMAT)
-    await conn.exec_driver_sql(_SQLITE_INSERT, [tuple(row[c] for c in COLUMNS) for row in rows])
-
-
-def _remove_database(path: Path) -> None:
-    """Undo a database file this import created (it failed before holding anything)."""
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    seq = await log.highest_id_ever(conn)
+    if seq is not None and seq >= first_id:
+        raise ImportFailed(
+            f"this database has held messages up to ID {seq}, and IDs are never reused; "
+            "import into a new database"
+        )
 
 
 async def import_log(url: str, source: IO[bytes], make_progress: Callable[[int], Progress]) -> int:
@@ -198,37 +146,41 @@ async def import_log(url: str, source: IO[bytes], make_progress: Callable[[int],
     total, first_id = validate(source)
     if total == 0:
         raise ImportFailed("the file holds no rows; nothing to import")
-    await _precheck(url, first_id)
+    log = open_log(url)
     progress = make_progress(total)
-    path = sqlite_path(url)
-    created = path is not None and not path.exists()
     try:
-        async with db.open_engine(url) as engine, engine.connect() as conn:
-            conn = await conn.execution_options(immediate=True)
-            async with conn.begin():
-                await _ensure_empty(conn, first_id)
-                batch: list[dict[str, Any]] = []
-                last = 0
-                for row in _fast_rows(source):
-                    batch.append(row)
-                    if len(batch) >= INSERT_BATCH:
-                        await _insert(conn, batch)
-                        progress.update(len(batch))
-                        batch = []
-                    last = row["id"]
-                if batch:
-                    await _insert(conn, batch)
-                    progress.update(len(batch))
-                if conn.dialect.name == "postgresql":
-                    # Later messages must get higher IDs than the imported ones.
-                    await conn.execute(
-                        text("SELECT setval(pg_get_serial_sequence('messages', 'id'), :last)"),
-                        {"last": last},
-                    )
+        try:
+            # Refuse a non-empty log before migrating or writing anything.
+            if await log.has_messages_table():
+                async with log.engine.connect() as conn:
+                    await _ensure_empty(log, conn, first_id)
+            await log.migrate()
+            async with log.transaction() as conn:
+                await _ensure_empty(log, conn, first_id)
+                await _load(log, conn, source, progress)
+        finally:
+            await log.dispose()
     except BaseException:
-        if created and path is not None:
-            _remove_database(path)
+        log.remove_if_new()
         raise
     finally:
         progress.close()
     return total
+
+
+async def _load(
+    log: LogBackend, conn: AsyncConnection, source: IO[bytes], progress: Progress
+) -> None:
+    batch: list[dict[str, Any]] = []
+    last = 0
+    for row in _fast_rows(source):
+        batch.append(row)
+        if len(batch) >= INSERT_BATCH:
+            await log.insert_rows(conn, batch)
+            progress.update(len(batch))
+            batch = []
+        last = row["id"]
+    if batch:
+        await log.insert_rows(conn, batch)
+        progress.update(len(batch))
+    await log.ids_imported(conn, last)

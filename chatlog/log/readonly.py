@@ -1,100 +1,43 @@
 """Read-only access to the log for ``chatlog sql``, ``replay`` and ``export``.
 
-SQLite is opened with ``mode=ro`` and ``PRAGMA query_only`` (see :func:`chatlog.log.db.make_engine`)
-plus an authorizer that refuses ``ATTACH`` (which would otherwise create a file) and pragmas that
-change settings. PostgreSQL runs every read in a ``READ ONLY`` transaction that is rolled back.
-Reads are plain WAL readers: they never block the server's writer, nor it them.
-
-Rows are fetched in batches straight from the driver: on SQLite the next batch is already being
-fetched in aiosqlite's thread (where SQLite runs without the GIL) while this one is written out.
+A :class:`ReadOnly` is one read-only transaction, always rolled back; each backend makes sure
+no statement can write through it (SQLite: ``mode=ro``, ``query_only`` and an authorizer;
+PostgreSQL: ``SET TRANSACTION READ ONLY``). Reads are plain MVCC/WAL readers: they never block
+the server's writer, nor it them. Rows are fetched in batches straight from the driver.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from chatlog.log import db
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 BATCH: Final = 5000
 
-#: Pragmas that only read, even when given an argument such as a table name.
-_READ_PRAGMAS: Final = frozenset(
-    {
-        "table_info",
-        "table_xinfo",
-        "table_list",
-        "index_info",
-        "index_xinfo",
-        "index_list",
-        "foreign_key_list",
-        "foreign_key_check",
-        "integrity_check",
-        "quick_check",
-    }
-)
-_ALLOWED_ACTIONS: Final = frozenset(
-    {
-        sqlite3.SQLITE_SELECT,
-        sqlite3.SQLITE_READ,
-        sqlite3.SQLITE_FUNCTION,
-        sqlite3.SQLITE_RECURSIVE,
-        sqlite3.SQLITE_TRANSACTION,
-        sqlite3.SQLITE_SAVEPOINT,
-    }
-)
+Rows = AsyncIterator[list[tuple[Any, ...]]]
 
 
-def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
-    """Allow reads only: no ATTACH (it creates files), no writes, no setting pragmas."""
-    if action in _ALLOWED_ACTIONS:
-        return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_PRAGMA and (arg2 is None or (arg1 or "").lower() in _READ_PRAGMAS):
-        return sqlite3.SQLITE_OK
-    return sqlite3.SQLITE_DENY
+class ReadOnly:
+    """One read-only connection in one read-only transaction (SQLAlchemy streaming)."""
 
-
-async def _driver(conn: AsyncConnection) -> Any:
-    """The driver's own connection (aiosqlite's) under a SQLAlchemy connection."""
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
-    return driver
-
-
-@dataclass
-class Reader:
-    """One read-only connection in one read-only transaction."""
-
-    conn: AsyncConnection
-    dialect: str
-
-    async def _driver(self) -> Any:
-        return await _driver(self.conn)
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
 
     async def run(
         self, sql: str, params: Mapping[str, Any] | None = None, size: int = BATCH
-    ) -> tuple[list[str], AsyncIterator[list[tuple[Any, ...]]]]:
+    ) -> tuple[list[str], Rows]:
         """Run ``sql`` (named ``:params``); return its column names and its rows in batches."""
-        params = dict(params or {})
-        if self.dialect == "sqlite":
-            driver = await self._driver()
-            cursor = await driver.execute(sql, params)
-            return column_names(cursor.description), _sqlite_batches(cursor, size)
-        result = await self.conn.stream(text(sql), params)
+        result = await self.conn.stream(text(sql), dict(params or {}))
         return list(result.keys()), _stream_batches(result, size)
 
     async def batches(
         self, sql: str, params: Mapping[str, Any] | None = None, size: int = BATCH
-    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+    ) -> Rows:
         """The rows of ``sql`` in lists of up to ``size`` tuples."""
         _columns, rows = await self.run(sql, params, size)
         async for batch in rows:
@@ -105,65 +48,31 @@ class Reader:
         return (await self.conn.execute(text(sql), dict(params or {}))).scalar()
 
     async def interrupt_after(self, seconds: float) -> asyncio.TimerHandle | None:
-        """Arrange for the running statement to be stopped after ``seconds`` (SQLite).
+        """Arrange for the running statement to be stopped after ``seconds``, where the
+        database needs a timer for it (else it was set when the transaction began)."""
+        return None
 
-        PostgreSQL gets ``statement_timeout`` instead, set when the transaction begins.
-        """
-        if self.dialect != "sqlite":
-            return None
-        driver = await self._driver()
-        loop = asyncio.get_running_loop()
-        return loop.call_later(seconds, lambda: asyncio.ensure_future(driver.interrupt()))
+    def bind_time(self, when: datetime) -> Any:
+        """``when`` as a parameter compared with ``sent_at`` in hand-written SQL."""
+        return when
 
-
-async def _sqlite_batches(cursor: Any, size: int) -> AsyncIterator[list[tuple[Any, ...]]]:
-    # The next batch is fetched in aiosqlite's thread while the caller writes this one.
-    pending = asyncio.ensure_future(cursor.fetchmany(size))
-    try:
-        while rows := await pending:
-            pending = asyncio.ensure_future(cursor.fetchmany(size))
-            yield rows
-    finally:
-        with suppress(Exception):  # a batch fetched ahead that nobody wants any more
-            await pending
-        await cursor.close()
+    def json_row(self, columns: Sequence[str]) -> str | None:
+        """A select expression giving each row as its finished JSON object (bytes), if the
+        database can build it faster than Python; else ``None``."""
+        return None
 
 
-async def _stream_batches(result: Any, size: int) -> AsyncIterator[list[tuple[Any, ...]]]:
+async def _stream_batches(result: Any, size: int) -> Rows:
     async for part in result.partitions(size):
         yield [tuple(row) for row in part]
 
 
-def open_engine(url: str) -> AsyncEngine:
-    """A read-only engine for an existing log; raises ``SettingsError`` when there is none."""
-    db.check_database_path(url, must_exist=True)
-    return db.make_engine(url, readonly=True)
-
-
-@asynccontextmanager
-async def reading(
-    engine: AsyncEngine, *, limit_s: float | None = None, conn: AsyncConnection | None = None
-) -> AsyncIterator[Reader]:
-    """A :class:`Reader` in a fresh read-only transaction, always rolled back at the end."""
-    if conn is None:
-        async with engine.connect() as own, reading(engine, limit_s=limit_s, conn=own) as reader:
-            yield reader
-        return
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
-        await (await _driver(conn)).set_authorizer(_authorize)
-    trans = await conn.begin()
-    try:
-        if dialect == "postgresql":
-            await conn.execute(text("SET TRANSACTION READ ONLY"))
-            if limit_s is not None:
-                await conn.execute(text(f"SET LOCAL statement_timeout = {int(limit_s * 1000)}"))
-        yield Reader(conn, dialect)
-    finally:
-        await trans.rollback()
-
-
-def explain(exc: BaseException, *, timeout: float | None = None) -> str:
+def explain(
+    exc: BaseException,
+    driver_errors: tuple[type[BaseException], ...] = (),
+    *,
+    timeout: float | None = None,
+) -> str:
     """One line saying why a read failed, for the command line."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
@@ -178,9 +87,7 @@ def explain(exc: BaseException, *, timeout: float | None = None) -> str:
         or "query_only" in lowered
     ):
         return f"the log is opened read-only; this statement would change it ({message})"
-    if isinstance(exc, SQLAlchemyError | sqlite3.Error) or type(orig).__module__.startswith(
-        "asyncpg"
-    ):
+    if isinstance(exc, SQLAlchemyError) or isinstance(orig, driver_errors):
         return f"the query failed: {message}"
     return f"{type(orig).__name__}: {message}"
 

@@ -10,26 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import ColumnElement, DateTime, bindparam, delete, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatlog.log.schema import errors, messages, retention
-from chatlog.log.store import utcnow
-from chatlog.settings import sqlite_path
+from chatlog.log.backend import LogBackend
+from chatlog.log.model import utcnow
+from chatlog.log.schema import errors, messages
 
 log = logging.getLogger(__name__)
 
 BATCH = 1000
 
-#: Runs one write transaction (the server's writer, or a plain engine for the CLI).
+#: Runs one write transaction (the server's writer, or the backend's own for the CLI).
 RunWrite = Callable[[Callable[[AsyncConnection], Awaitable[Any]]], Awaitable[Any]]
 
 
@@ -53,12 +51,6 @@ class PurgeReport:
     floors: dict[str, int] = field(default_factory=dict)
 
 
-async def room_floor(conn: AsyncConnection, room: str) -> int:
-    """The newest ID retention removed from ``room`` (0: nothing was ever removed)."""
-    value = await conn.execute(select(retention.c.purged_through).where(retention.c.room == room))
-    return int(value.scalar() or 0)
-
-
 async def _delete_batch(
     conn: AsyncConnection, *, where: ColumnElement[bool]
 ) -> list[tuple[str, int, int]]:
@@ -78,32 +70,33 @@ async def _delete_batch(
     return [(room, int(newest), int(count)) for room, newest, count in rows]
 
 
+_RAISE_FLOOR = text(
+    "INSERT INTO retention (room, purged_through, purged_at) VALUES (:room, :newest, :at) "
+    "ON CONFLICT (room) DO UPDATE SET purged_at = excluded.purged_at, purged_through = CASE "
+    "WHEN retention.purged_through > excluded.purged_through THEN retention.purged_through "
+    "ELSE excluded.purged_through END"
+).bindparams(bindparam("at", type_=DateTime()))
+
+
 async def _raise_floor(conn: AsyncConnection, room: str, newest: int) -> None:
-    values = {"room": room, "purged_through": newest, "purged_at": utcnow()}
-    dialect = conn.dialect.name
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert(retention).values(values)
-    await conn.execute(
-        insert.on_conflict_do_update(
-            index_elements=[retention.c.room],
-            set_={
-                "purged_through": func.max(retention.c.purged_through, newest)
-                if dialect == "sqlite"
-                else func.greatest(retention.c.purged_through, newest),
-                "purged_at": values["purged_at"],
-            },
-        )
-    )
+    # The same upsert on SQLite and PostgreSQL; the floor only ever rises.
+    await conn.execute(_RAISE_FLOOR, {"room": room, "newest": newest, "at": utcnow()})
 
 
 async def purge(
-    run_write: RunWrite,
-    engine: AsyncEngine,
+    backend: LogBackend,
     policy: Policy,
     *,
     room: str | None = None,
     now: datetime | None = None,
+    run_write: RunWrite | None = None,
 ) -> PurgeReport:
-    """Apply ``policy`` (optionally to one room) in batches; return what was removed."""
+    """Apply ``policy`` (optionally to one room) in batches; return what was removed.
+
+    Each batch runs through ``run_write``: the server's writer, or (default) a transaction of
+    its own, for the CLI.
+    """
+    run_write = run_write or backend.write
     report = PurgeReport()
     now = now or utcnow()
     conditions: list[ColumnElement[bool]] = []
@@ -113,7 +106,7 @@ async def purge(
         conditions.append(cond if room is None else cond & (messages.c.room == room))
         report.errors += await _purge_errors(run_write, cutoff)
     if policy.messages is not None:
-        conditions.extend(await _count_cuts(engine, policy.messages, room))
+        conditions.extend(await _count_cuts(backend, policy.messages, room))
     for where in conditions:
         while True:
             removed = await run_write(partial(_delete_batch, where=where))
@@ -126,9 +119,9 @@ async def purge(
     return report
 
 
-async def _count_cuts(engine: AsyncEngine, keep: int, room: str | None) -> list[Any]:
+async def _count_cuts(backend: LogBackend, keep: int, room: str | None) -> list[Any]:
     """Per room, the condition selecting all but its newest ``keep`` messages."""
-    async with engine.connect() as conn:
+    async with backend.engine.connect() as conn:
         rooms = (
             [room]
             if room is not None
@@ -165,47 +158,13 @@ async def _purge_errors(run_write: RunWrite, cutoff: datetime) -> int:
             return removed
 
 
-def engine_writes(engine: AsyncEngine) -> RunWrite:
-    """A ``RunWrite`` for the CLI: each call is its own ``BEGIN IMMEDIATE`` transaction."""
-
-    async def run(op: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(immediate=True)
-            async with conn.begin():
-                return await op(conn)
-
-    return run
-
-
-async def vacuum(url: str) -> None:
-    """Give the space of deleted rows back to the file system."""
-    path = sqlite_path(url)
-    if path is not None:
-
-        def run() -> None:
-            with sqlite3.connect(path, timeout=30, isolation_level=None) as conn:
-                conn.execute("VACUUM")
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-        await asyncio.to_thread(run)
-        return
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
-    try:
-        await conn.execute("VACUUM ANALYZE messages")
-        await conn.execute("VACUUM ANALYZE errors")
-    finally:
-        await conn.close()
-
-
 async def run_periodically(
-    run_write: RunWrite, engine: AsyncEngine, policy: Policy, every: float
+    backend: LogBackend, run_write: RunWrite, policy: Policy, every: float
 ) -> None:
     """The server's retention loop: purge now, then every ``every`` seconds."""
     while True:
         try:
-            report = await purge(run_write, engine, policy)
+            report = await purge(backend, policy, run_write=run_write)
             if report.messages or report.errors:
                 log.info(
                     "retention removed %d messages and %d errors", report.messages, report.errors

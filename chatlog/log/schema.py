@@ -55,6 +55,9 @@ messages = Table(
     sqlite_autoincrement=True,
 )
 
+#: Every column of ``messages``, in table order (the keys of an exported row).
+COLUMNS = tuple(str(column.name) for column in messages.columns)
+
 #: ^Chat.WebSocketConnections(wsid): one row per live connection.
 websocket_connections = Table(
     "websocket_connections",

@@ -1,4 +1,9 @@
-"""The aiohttp application factory. ``create_app`` does no I/O; resources open in cleanup_ctx."""
+"""The aiohttp application factory. ``create_app`` does no I/O; resources open in cleanup_ctx.
+
+The data path: a frame arrives on a socket (:mod:`.connection`), :mod:`chatlog.protocol`
+parses it, the single :class:`~chatlog.log.writer.Writer` commits it to the log, and the log's
+feed hands the committed rows to the :class:`~.hub.Hub`, which fans them out.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,19 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 from chatlog import protocol
-from chatlog.log import db, store
-from chatlog.log.fanout import make_fanout
+from chatlog.log.backend import Node
+from chatlog.log.model import NewMessage
+from chatlog.log.open import opened
 from chatlog.log.retention import Policy, run_periodically
-from chatlog.log.store import NewMessage, Writer
+from chatlog.log.writer import Writer
 from chatlog.server import health, page
 from chatlog.server.connection import websocket_handler
 from chatlog.server.guard import Guard
-from chatlog.server.hub import Hub
+from chatlog.server.hub import Hub, HubListener, watch_stalled
 from chatlog.server.keys import GUARD, METRICS, RUNTIME, SETTINGS, Runtime
-from chatlog.server.limits import watch_stalled
 from chatlog.server.metrics import Metrics
 from chatlog.settings import Settings
 
@@ -48,51 +53,57 @@ def create_app(settings: Settings) -> web.Application:
 async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the log, sweep connections a crash left behind, run the writer; then drain it."""
     settings = app[SETTINGS]
-    async with db.open_engine(settings.url, synchronous=settings.synchronous) as engine:
+    async with opened(settings.url, synchronous=settings.synchronous) as backend:
         hub = Hub()
         metrics = app[METRICS]
         node = secrets.token_hex(8)
-        # SQLite: sweep every connection row a crash left; PostgreSQL: only dead nodes' rows.
-        fanout = make_fanout(engine, hub, settings, node)
-        await fanout.prepare()
+        feed = backend.feed(
+            HubListener(hub),
+            Node(
+                node,
+                address=f"{settings.host}:{settings.port}",
+                heartbeat=settings.node_heartbeat,
+                timeout=settings.node_timeout,
+            ),
+        )
+        # Clears what a crash left (SQLite: every connection row; PostgreSQL: dead nodes').
+        await feed.prepare()
 
         def failed(batch: list[NewMessage], exc: BaseException) -> None:
             metrics.errors.labels("store-failed").inc(len(batch))
+            frame = protocol.error_frame(
+                "store-failed", f"the message was not stored ({type(exc).__name__})"
+            )
             for message in batch:
                 client = hub.find(message.room, message.ws_id)
                 if client is not None:
-                    client.send(
-                        protocol.error_frame(
-                            "store-failed", f"the message was not stored ({type(exc).__name__})"
-                        )
-                    )
+                    client.send(frame)
 
         writer = Writer(
-            engine,
-            fanout.on_commit,
+            backend,
+            feed.committed,
             failed,
             batch_max=settings.batch_max,
             on_stats=metrics.observe_commit,
-            before_append=fanout.before_append,
         )
         await writer.start()
-        await fanout.start()
+        await feed.start()
         app[RUNTIME] = Runtime(
             settings=settings,
-            engine=engine,
+            log=backend,
             writer=writer,
             hub=hub,
-            epoch=await store.read_epoch(engine),
+            epoch=await backend.epoch(),
             node=node,
             metrics=metrics,
-            fanout=fanout,
+            feed=feed,
         )
-        metrics.attach(app[RUNTIME])
+        metrics.attach(hub, writer, backend)
         retention_task = None
         policy = Policy(days=settings.retain_days, messages=settings.retain_messages)
         if policy.active:
             retention_task = asyncio.create_task(
-                run_periodically(writer.execute, engine, policy, settings.retain_every)
+                run_periodically(backend, writer.execute, policy, settings.retain_every)
             )
         # Slow consumers whose socket stopped taking writes (send deadline).
         watchdog = asyncio.create_task(watch_stalled(hub, settings.send_timeout))
@@ -107,10 +118,10 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
                     await retention_task
             # Sockets are closed by on_shutdown; commit whatever was received before it.
             await writer.close()
-            await fanout.close()
+            await feed.close()
 
 
 async def _close_sockets(app: web.Application) -> None:
     runtime = app.get(RUNTIME)
     if runtime is not None:
-        await runtime.hub.close_all(WSCloseCode.GOING_AWAY, "server shutting down")
+        await runtime.hub.close_all(protocol.CLOSE_GOING_AWAY, "server shutting down")

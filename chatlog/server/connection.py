@@ -16,21 +16,20 @@ import socket
 import struct
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from chatlog import protocol
-from chatlog.log import store
-from chatlog.log.retention import room_floor
-from chatlog.log.store import NewMessage, WriterClosed
+from chatlog.log import presence
+from chatlog.log.backend import LogView
+from chatlog.log.model import NewMessage, Op
+from chatlog.log.writer import WriterClosed
+from chatlog.server.client import Client
 from chatlog.server.guard import answer_close, bound_send_buffer, websocket_options
-from chatlog.server.hub import CLOSE_SLOW_CONSUMER, Client
 from chatlog.server.keys import GUARD, RUNTIME, Runtime
 from chatlog.server.limits import RateLimiter, Verdict
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ROOM = "main"
-MAX_ROOM_CHARS = 64
 #: Backlog rows read and queued at a time during a resume.
 RESUME_PAGE = 500
 #: The first page is small so the first missed message is on the wire within milliseconds.
@@ -46,26 +45,21 @@ def new_ws_id() -> str:
     return base64.b64encode(secrets.token_bytes(16)).decode()
 
 
-def _room(request: web.Request) -> str:
-    room = request.query.get("room", DEFAULT_ROOM).strip() or DEFAULT_ROOM
-    if len(room) > MAX_ROOM_CHARS or not room.isprintable():
-        raise web.HTTPBadRequest(text=f"room must be 1 to {MAX_ROOM_CHARS} printable characters\n")
-    return room
-
-
-def _since(request: web.Request) -> int | None:
-    raw = request.query.get("since")
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit():
-        raise web.HTTPBadRequest(text="since must be a message ID (0 for the whole room)\n")
-    return int(raw)
+def handshake_query(request: web.Request) -> tuple[str, int | None]:
+    """The room and ``since`` of a handshake, or 400 saying what is wrong with them."""
+    try:
+        return (
+            protocol.parse_room(request.query.get("room")),
+            protocol.parse_since(request.query.get("since")),
+        )
+    except protocol.ProtocolError as exc:
+        raise web.HTTPBadRequest(text=f"{exc.message}\n") from None
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     """``GET /ws`` (and the original's ``/csp/user/Chat.Server.cls``)."""
     runtime = request.app[RUNTIME]
-    room, since = _room(request), _since(request)
+    room, since = handshake_query(request)
     # Origin, token and connection caps are checked before the upgrade (403/401/429/503).
     admission = request.app[GUARD].admit(request, room)
     try:
@@ -141,17 +135,17 @@ class Session:
             # Queued, not awaited: the writer runs ops in order, so this row lands before any
             # alias or close of the same connection, and the greeting need not wait for fsync.
             opened = await rt.writer.submit(
-                store.open_connection(client.ws_id, client.room, rt.node, client.remote)
+                presence.open_connection(client.ws_id, client.room, rt.node, client.remote)
             )
             opened.add_done_callback(_log_failure)
         except WriterClosed:
-            await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+            await self.ws.close(code=protocol.CLOSE_GOING_AWAY, message=b"server shutting down")
             return
         if self.user is not None:
             # Set before joining the hub, so the room sees the user and the user's own list
             # (sent by _greet) includes itself.
             client.alias = self.user
-            aliases = await self._presence(store.set_alias(client.ws_id, client.room, self.user))
+            aliases = await self._presence(presence.set_alias(client.ws_id, client.room, self.user))
             if aliases is not None:
                 rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
         client.start()
@@ -175,59 +169,65 @@ class Session:
 
     async def _greet(self, since: int | None, client_epoch: str | None) -> None:
         rt, client = self.rt, self.client
-        async with rt.engine.connect() as conn:
-            head = await store.room_head(conn, client.room)
+        async with rt.log.view() as view:
+            head = await view.room_head(client.room)
             client.send(protocol.status_frame(client.ws_id, head=head, epoch=rt.epoch))
-            client.send(protocol.userlist_frame(await store.room_aliases(conn, client.room)))
+            client.send(protocol.userlist_frame(await view.room_aliases(client.room)))
             if since is not None:
-                await self._resume(conn, since, head, client_epoch)
+                await self._resume(view, since, head, client_epoch)
         client.release(head)
 
-    async def _resume(self, conn: Any, since: int, head: int, client_epoch: str | None) -> None:
-        client, limit = self.client, self.rt.settings.resume_max
+    async def _resume(self, view: LogView, since: int, head: int, client_epoch: str | None) -> None:
+        client, limit, room = self.client, self.rt.settings.resume_max, self.client.room
         epoch_changed = client_epoch is not None and client_epoch != self.rt.epoch
         self.rt.metrics.resumes.inc()
         if epoch_changed:
             since = 0  # the client's IDs belong to another log
-        floor = await room_floor(conn, client.room)
+        floor = await view.room_floor(room)
         start = max(since, floor)
-        marker: dict[str, Any] = {"Type": "Resumed", "From": start + 1, "To": head}
         # IDs are unique, so a range no wider than the limit cannot exceed it: skip the count.
-        if head - start > limit and (
-            await store.count_after(conn, client.room, start, head, limit + 1) > limit
-        ):
-            marker.update(Complete=False, Reason="limit", Limit=limit)
+        if head - start > limit and await view.count_after(room, start, head, limit + 1) > limit:
+            marker = protocol.resumed_frame(
+                start=start,
+                head=head,
+                epoch=self.rt.epoch,
+                complete=False,
+                reason="limit",
+                limit=limit,
+                epoch_changed=epoch_changed,
+            )
         else:
             after = start
             while after < head:
                 page = RESUME_PAGE if after > start else RESUME_FIRST_PAGE
-                frames = await store.read_after(conn, client.room, after, head, page)
-                if not frames:
+                rows = await view.after(room, after, head, page)
+                if not rows:
                     break
-                client.send_batch(tuple(protocol.encode(f) for f in frames))
-                self.rt.metrics.replayed.inc(len(frames))
-                after = frames[-1]["ID"]
-            marker["Complete"] = since >= floor
-            if since < floor:
-                marker["Reason"] = "retention"
-        marker["Epoch"] = self.rt.epoch
-        if epoch_changed:
-            marker["EpochChanged"] = True
+                client.send_batch(tuple(protocol.encode(m.frame()) for m in rows))
+                self.rt.metrics.replayed.inc(len(rows))
+                after = rows[-1].id
+            marker = protocol.resumed_frame(
+                start=start,
+                head=head,
+                epoch=self.rt.epoch,
+                complete=since >= floor,
+                reason="retention" if since < floor else None,
+                epoch_changed=epoch_changed,
+            )
         client.send(marker)
 
     async def _history(self, request: protocol.HistoryRequest) -> None:
-        client = self.client
-        async with self.rt.engine.connect() as conn:
-            frames = await store.read_before(conn, client.room, request.before, request.limit + 1)
-            floor = await room_floor(conn, client.room)
-        answer: dict[str, Any] = {"Type": "History", "Messages": frames[-request.limit :]}
-        if len(frames) > request.limit:
-            answer["Complete"] = False
-        elif floor:
-            answer.update(Complete=False, Reason="retention", From=floor + 1)
-        else:
-            answer["Complete"] = True
-        client.send(answer)
+        room = self.client.room
+        async with self.rt.log.view() as view:
+            rows = await view.before(room, request.before, request.limit + 1)
+            floor = await view.room_floor(room)
+        self.client.send(
+            protocol.history_frame(
+                [m.frame() for m in rows[-request.limit :]],
+                more=len(rows) > request.limit,
+                floor=floor,
+            )
+        )
 
     async def _read_loop(self) -> None:
         async for msg in self.ws:
@@ -236,7 +236,7 @@ class Session:
                 await self._on_text(msg.data)
             elif msg.type is WSMsgType.BINARY:
                 await self._record("binary-frame", "binary frames are not accepted")
-                await self.client.close(WSCloseCode.UNSUPPORTED_DATA, "text frames only")
+                await self.client.close(protocol.CLOSE_UNSUPPORTED_DATA, "text frames only")
                 return
             elif msg.type is WSMsgType.ERROR:
                 break
@@ -255,7 +255,7 @@ class Session:
             return
         if verdict is Verdict.CLOSE:
             await self._record("flood", f"{self.limiter.refusals} frames over the rate limit")
-            await self.client.close(WSCloseCode.POLICY_VIOLATION, "flooding")
+            await self.client.close(protocol.CLOSE_POLICY_VIOLATION, "flooding")
             return
         try:
             frame = protocol.parse_client_frame(text)
@@ -280,17 +280,19 @@ class Session:
             if self.user is not None and frame.name != self.user:
                 await self._refuse("alias-locked", _LOCKED_MESSAGE, text)
                 return
-            aliases = await self._presence(store.set_alias(client.ws_id, client.room, frame.name))
+            aliases = await self._presence(
+                presence.set_alias(client.ws_id, client.room, frame.name)
+            )
             if aliases is None:
                 client.send(protocol.error_frame("store-failed", "the alias was not stored"))
                 return
             client.alias = frame.name
             self.rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
-            self.rt.fanout.presence_changed(client.room)
+            self.rt.feed.presence_changed(client.room)
         else:
             await self._history(frame)
 
-    async def _presence(self, op: store.Op) -> Any:
+    async def _presence(self, op: Op) -> Any:
         """Run a presence write; ``None`` when the database refuses it (disk full, read-only).
 
         Presence is secondary to the log: a socket that cannot get its row still reads
@@ -314,7 +316,7 @@ class Session:
         )
         self.rt.metrics.errors.labels(kind).inc()
         try:
-            await self.rt.writer.execute(store.record_error(self.ws_id, kind, detail))
+            await self.rt.writer.execute(presence.record_error(self.ws_id, kind, detail))
         except Exception as exc:  # the error log itself failing must not end the connection
             log.error("could not record error %s: %s", kind, exc, extra=self.log_extra)
 
@@ -335,19 +337,19 @@ class Session:
             _drop_if_stalled(transport)
             return
         await self._record("slow-consumer", "outgoing queue overflowed")
-        await self.client.close(CLOSE_SLOW_CONSUMER, "too slow to keep up")
+        await self.client.close(protocol.CLOSE_SLOW_CONSUMER, "too slow to keep up")
         _drop_if_stalled(transport)
 
     async def _leave(self) -> None:
         rt, client = self.rt, self.client
         rt.hub.remove(client)
         try:
-            aliases = await self._presence(store.close_connection(client.ws_id, client.room))
+            aliases = await self._presence(presence.close_connection(client.ws_id, client.room))
         except WriterClosed:
             aliases = None  # shutting down: the next start-up sweeps the row
         if aliases is not None and client.alias is not None:
             rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
-            rt.fanout.presence_changed(client.room)
+            rt.feed.presence_changed(client.room)
         await client.stop()
         log.info(
             "connection %s closed (code %s)", self.ws_id, self.ws.close_code, extra=self.log_extra

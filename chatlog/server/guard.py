@@ -21,7 +21,7 @@ from aiohttp.abc import AbstractAccessLogger
 from yarl import URL
 
 from chatlog.server import auth
-from chatlog.server.hub import CLOSE_TIMEOUT
+from chatlog.server.client import CLOSE_TIMEOUT
 from chatlog.server.limits import ConnectionLimiter, LimitExceeded
 from chatlog.settings import Settings
 

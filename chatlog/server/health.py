@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from typing import Any
 
 from aiohttp import web
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatlog.log import db
+from chatlog.log import migrate
 from chatlog.server.keys import METRICS, RUNTIME
 from chatlog.server.metrics import CONTENT_TYPE
 
@@ -39,15 +35,6 @@ async def healthz_handler(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-@functools.cache
-def _head() -> str:
-    return db.head_revision()
-
-
-async def _revision(conn: AsyncConnection) -> Any:
-    return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-
-
 async def readyz_handler(request: web.Request) -> web.Response:
     """200 when the writer can take the write lock and the schema is at the newest revision.
 
@@ -59,8 +46,10 @@ async def readyz_handler(request: web.Request) -> web.Response:
     if runtime is None:
         return web.json_response({"status": "starting"}, status=503)
     try:
-        head = await asyncio.to_thread(_head)
-        current = await asyncio.wait_for(runtime.writer.execute(_revision), READY_TIMEOUT)
+        head = await asyncio.to_thread(migrate.head)
+        current = await asyncio.wait_for(
+            runtime.writer.execute(migrate.schema_revision), READY_TIMEOUT
+        )
     except Exception as exc:
         log.warning("not ready: %s: %s", type(exc).__name__, exc)
         return web.json_response(

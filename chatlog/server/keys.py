@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatlog.log.fanout import Fanout
-from chatlog.log.store import Writer
+from chatlog.log.backend import Feed, LogBackend
+from chatlog.log.writer import Writer
 from chatlog.server.guard import Guard
 from chatlog.server.hub import Hub
 from chatlog.server.metrics import Metrics
@@ -20,7 +19,8 @@ class Runtime:
     """What a running server shares between its handlers; built by ``app.runtime_ctx``."""
 
     settings: Settings
-    engine: AsyncEngine
+    #: The log (SQLite or PostgreSQL, behind one interface).
+    log: LogBackend
     writer: Writer
     hub: Hub
     #: The log's epoch (``meta.epoch``), sent to clients so they notice a replaced database.
@@ -30,7 +30,7 @@ class Runtime:
     #: The app's metrics (the same object as ``app[METRICS]``).
     metrics: Metrics
     #: Delivers commits and presence changes: in-process (SQLite) or through PostgreSQL.
-    fanout: Fanout
+    feed: Feed
 
 
 SETTINGS = web.AppKey("settings", Settings)

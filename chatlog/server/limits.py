@@ -5,13 +5,10 @@ Pure bookkeeping with an injectable clock, no I/O, so every rule is tested witho
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from enum import Enum
 from typing import Final
-
-from chatlog.server.hub import Hub
 
 Clock = Callable[[], float]
 
@@ -124,14 +121,3 @@ class ConnectionLimiter:
 
     def count(self, address: str) -> int:
         return self._by_address.get(address, 0)
-
-
-async def watch_stalled(hub: Hub, deadline: float) -> None:
-    """Forever: close clients whose socket has refused our writes for ``deadline`` seconds.
-
-    The outgoing queue overflow (``--client-queue``) catches a stalled reader in a busy room;
-    this catches one in a quiet room, where the queue would take minutes to fill.
-    """
-    while True:
-        await asyncio.sleep(min(1.0, deadline / 4))
-        hub.kick_stalled(deadline)

@@ -9,14 +9,15 @@ errors, resumes) use prometheus-client's own histograms and counters.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from chatlog.server.keys import Runtime
+from chatlog.log.backend import LogBackend
+from chatlog.log.writer import Writer
+from chatlog.server.hub import Hub
 
 #: Content type of the Prometheus text exposition format.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -26,13 +27,14 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.
 
 
 class Metrics:
-    """Every metric of one app; created by ``create_app`` and stored under ``state.METRICS``."""
+    """Every metric of one app; created by ``create_app`` and stored under ``keys.METRICS``."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         #: Text frames received from clients (bumped per frame; exported at scrape time).
         self.frames_in = 0
-        self._runtime: Runtime | None = None
+        #: What the live counters are read from while the server runs.
+        self.live: Live | None = None
         self.commit_rows = Histogram(
             "chatlog_commit_batch_rows",
             "Messages per group commit.",
@@ -68,16 +70,12 @@ class Metrics:
         )
         self.registry.register(_LiveCollector(self))
 
-    def attach(self, runtime: Runtime) -> None:
+    def attach(self, hub: Hub, writer: Writer, log: LogBackend) -> None:
         """Start exporting the live counters of a running server (called by ``runtime_ctx``)."""
-        self._runtime = runtime
+        self.live = Live(hub, writer, log)
 
     def detach(self) -> None:
-        self._runtime = None
-
-    @property
-    def runtime(self) -> Runtime | None:
-        return self._runtime
+        self.live = None
 
     def observe_commit(self, rows: int, seconds: float) -> None:
         """Record one group commit (the writer's ``on_stats`` hook)."""
@@ -89,6 +87,15 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+@dataclass(frozen=True, slots=True)
+class Live:
+    """The running server's parts whose plain integers ``/metrics`` reads."""
+
+    hub: Hub
+    writer: Writer
+    log: LogBackend
+
+
 class _LiveCollector(Collector):
     """Reads the hot-path integers of the hub and writer when scraped."""
 
@@ -96,9 +103,9 @@ class _LiveCollector(Collector):
         self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        rt = self._metrics.runtime
-        hub = rt.hub if rt is not None else None
-        writer = rt.writer if rt is not None else None
+        live = self._metrics.live
+        hub = live.hub if live is not None else None
+        writer = live.writer if live is not None else None
         yield GaugeMetricFamily(
             "chatlog_connections", "Open WebSocket connections.", value=len(hub) if hub else 0
         )
@@ -125,18 +132,9 @@ class _LiveCollector(Collector):
             "Chat frames queued to sockets (messages x recipients).",
             value=hub.delivered if hub else 0,
         )
-        checkpoints = writer.checkpoints if writer else None
-        if checkpoints is not None:  # SQLite
-            yield CounterMetricFamily(
-                "chatlog_wal_checkpoints",
-                "WAL checkpoints run in the background (SQLite).",
-                value=checkpoints.runs,
-            )
-            yield GaugeMetricFamily(
-                "chatlog_wal_pages",
-                "WAL length in pages at the last background checkpoint (SQLite).",
-                value=checkpoints.wal_pages,
-            )
+        for gauge in live.log.gauges() if live is not None else ():
+            family = CounterMetricFamily if gauge.counter else GaugeMetricFamily
+            yield family(gauge.name, gauge.help, value=gauge.value)
         yield CounterMetricFamily(
             "chatlog_fanout_queue_drops",
             "Outgoing batches dropped because a client's queue was full or it was closing.",

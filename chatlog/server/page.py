@@ -15,8 +15,8 @@ from typing import Final
 
 from aiohttp import web
 
-# The WebSocket handler's room rule, reused so a bad room is refused before the page loads.
-from chatlog.server.connection import _room
+# The WebSocket handler's room rule, so a bad room is refused before the page loads.
+from chatlog.server.connection import handshake_query
 from chatlog.server.keys import SETTINGS
 
 CONTENT_SECURITY_POLICY: Final = (
@@ -49,7 +49,7 @@ def read_asset(name: str) -> bytes:
 
 async def index(request: web.Request) -> web.Response:
     """``GET /``: the chat page; ``?room=NAME`` is read by the page's script."""
-    _room(request)
+    handshake_query(request)
     limit = request.app[SETTINGS].max_message_bytes
     html = read_asset("index.html").replace(MAX_BYTES_MARK, str(limit).encode())
     return web.Response(

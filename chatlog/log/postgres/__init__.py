@@ -1,0 +1,1 @@
+"""The PostgreSQL backend of the log (several server processes on one database)."""

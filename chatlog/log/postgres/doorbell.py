@@ -1,4 +1,4 @@
-"""Fan-out for several server processes sharing one PostgreSQL log.
+"""The doorbell: delivery for several server processes sharing one PostgreSQL log.
 
 * Appends: every message-append transaction of every process first takes one transaction-level
   advisory lock, so the sequence hands out IDs in commit order and a reader following
@@ -6,7 +6,8 @@
   The same statement queues a ``NOTIFY chatlog_messages``, which PostgreSQL delivers on commit.
 * Delivery: a dedicated asyncpg connection ``LISTEN``s. On a notification, on this process's
   own commits, after (re)connecting and on a slow timer, one task reads the rows after the last
-  ID it published, in ID order and in bounded pages, and hands them to :meth:`Hub.publish`.
+  ID it published, in ID order and in bounded pages, and hands them to the
+  listener (the server's sockets).
   The notification is only a doorbell: a lost one, or a dropped listener, delays delivery by
   at most the timer period and loses nothing.
 * Presence: every process heartbeats its ``nodes`` row; any process sweeps the rows of nodes
@@ -24,16 +25,15 @@ import logging
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-import asyncpg
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from chatlog import protocol
-from chatlog.log import store
+from chatlog.log.backend import Feed, Listener, Node
+from chatlog.log.model import StoredMessage, stored_fields
+from chatlog.log.postgres import engine as pg
 from chatlog.log.postgres import nodes
+from chatlog.log.queries import room_aliases
 from chatlog.log.schema import messages
-from chatlog.log.store import StoredMessage, stored_fields
-from chatlog.server.hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -48,33 +48,33 @@ APPEND_LOCK = 0x63686174  # "chat"
 #: dead (a half-open TCP connection would otherwise stall delivery silently) and replaced.
 IO_TIMEOUT = 10.0
 
-_APPEND_PROLOGUE = text("SELECT pg_advisory_xact_lock(:key), pg_notify(:channel, '')")
+#: Run first in every append transaction: take the order lock, ring the doorbell on commit.
+APPEND_PROLOGUE = text("SELECT pg_advisory_xact_lock(:key), pg_notify(:channel, '')").bindparams(
+    key=APPEND_LOCK, channel=MESSAGES_CHANNEL
+)
 _READ_NEW = (
     "SELECT id, room, ws_id, author, raw, sent_at FROM messages WHERE id > $1 ORDER BY id LIMIT $2"
 )
 
 
-class PostgresFanout:
-    """Shared-log fan-out for one server process (see the module docstring)."""
+class PostgresFeed(Feed):
+    """Shared-log delivery for one server process (see the module docstring)."""
 
     def __init__(
         self,
         engine: AsyncEngine,
-        hub: Hub,
+        listener: Listener,
+        node: Node,
         *,
-        node: str,
-        address: str | None,
-        heartbeat: float = 2.0,
-        node_timeout: float = 10.0,
         poll: float = 1.0,
         page: int = 1000,
     ) -> None:
         self.engine = engine
-        self.hub = hub
-        self.node = node
-        self.address = address
-        self.heartbeat = heartbeat
-        self.node_timeout = node_timeout
+        self.listener = listener
+        self.node = node.node
+        self.address = node.address
+        self.heartbeat = node.heartbeat
+        self.node_timeout = node.timeout
         self.poll = poll
         self.page = page
         #: The highest message ID this process has published (or skipped: no local socket).
@@ -82,7 +82,7 @@ class PostgresFanout:
         #: Rows read from the log by the catch-up reader, and listener (re)connections made.
         self.rows_read = 0
         self.connects = 0
-        self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._url = engine.url.render_as_string(hide_password=False)
         self._listener: Any = None
         self._wake = asyncio.Event()
         self._presence_wake = asyncio.Event()
@@ -122,22 +122,19 @@ class PostgresFanout:
 
     # --- appends ---------------------------------------------------------------------------
 
-    async def before_append(self, conn: AsyncConnection) -> None:
-        await conn.execute(_APPEND_PROLOGUE, {"key": APPEND_LOCK, "channel": MESSAGES_CHANNEL})
-
-    def on_commit(self, stored: list[StoredMessage]) -> None:
+    def committed(self, stored: list[StoredMessage]) -> None:
         # A retried nonce is answered to its sender only, and that sender is on this process.
         duplicates = [m for m in stored if m.duplicate]
         if duplicates:
-            self.hub.publish(duplicates)
+            self.listener.deliver(duplicates)
         # Everything else goes the way other processes' rows go, so the order is the same.
         self._wake.set()
 
     # --- delivery --------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(
-            self._dsn,
+        conn = await pg.connect(
+            self._url,
             timeout=IO_TIMEOUT,
             server_settings={"application_name": f"chatlog-listener-{self.node}"},
         )
@@ -146,7 +143,7 @@ class PostgresFanout:
         self._listener = conn
         if self.connects:
             # Presence notifications may have been missed while the listener was down.
-            self._presence_rooms.update(self.hub.rooms)
+            self._presence_rooms.update(self.listener.rooms())
             self._presence_wake.set()
         self.connects += 1
 
@@ -182,7 +179,7 @@ class PostgresFanout:
             rows = await conn.fetch(_READ_NEW, self.last, self.page, timeout=IO_TIMEOUT)
             if not rows:
                 return
-            rooms = self.hub.rooms  # rows of rooms nobody here is in are skipped unparsed
+            rooms = self.listener.rooms()  # rows of rooms nobody here is in are skipped unparsed
             batch = [
                 StoredMessage(
                     row["id"],
@@ -198,7 +195,7 @@ class PostgresFanout:
             self.last = rows[-1]["id"]
             self.rows_read += len(rows)
             if batch:
-                self.hub.publish(batch)
+                self.listener.deliver(batch)
             if len(rows) < self.page:
                 return
 
@@ -226,14 +223,14 @@ class PostgresFanout:
             await self._presence_wake.wait()
             self._presence_wake.clear()
             rooms, self._presence_rooms = self._presence_rooms, set()
-            local = [room for room in rooms if room in self.hub.rooms]
+            here = self.listener.rooms()
+            local = [room for room in rooms if room in here]
             if not local:
                 continue
             try:
                 async with self.engine.connect() as conn:
                     for room in local:
-                        aliases = await store.room_aliases(conn, room)
-                        self.hub.broadcast(room, protocol.userlist_frame(aliases))
+                        self.listener.presence(room, await room_aliases(conn, room))
             except Exception as exc:
                 log.warning("could not refresh user lists: %s", exc)
 
@@ -251,7 +248,7 @@ class PostgresFanout:
                 async with self.engine.begin() as conn:
                     if await nodes.heartbeat(conn, self.node, self.address):
                         log.warning("this node was swept as dead; registering its sockets again")
-                        rooms = await nodes.reregister(conn, self.node, self.hub.clients())
+                        rooms = await nodes.reregister(conn, self.node, self.listener.connections())
                         await _notify_presence(conn, rooms, node="")
                 await self._sweep()
             except Exception as exc:

@@ -13,8 +13,8 @@ from sqlalchemy import Boolean, ColumnElement, DateTime, delete, func, literal_c
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatlog.log.model import LiveConnection
 from chatlog.log.schema import nodes, users, websocket_connections
-from chatlog.server.hub import Client
 
 #: Key of the transaction-level advisory lock one sweeper at a time holds.
 SWEEP_LOCK = 0x63686C73  # "chls"
@@ -70,7 +70,9 @@ async def remove_node(conn: AsyncConnection, node: str) -> set[str]:
     return rooms
 
 
-async def reregister(conn: AsyncConnection, node: str, clients: Iterable[Client]) -> set[str]:
+async def reregister(
+    conn: AsyncConnection, node: str, clients: Iterable[LiveConnection]
+) -> set[str]:
     """Put back the rows of this node's live sockets after another node swept them (this node
     missed heartbeats, e.g. a long database stall). Returns the rooms whose user lists changed."""
     rooms: set[str] = set()

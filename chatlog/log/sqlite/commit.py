@@ -1,58 +1,57 @@
-"""A group commit on SQLite in one round trip to the database thread.
+"""The SQLite group commit: one transaction per batch, on a connection the writer owns.
 
-Through SQLAlchemy's async layer a commit of a batch takes about seven awaited round trips
-to aiosqlite's worker thread (``BEGIN IMMEDIATE``, cursor, ``executemany``, cursor, the ID
-read, its fetch, ``COMMIT``). Profiled on the 2-vCPU box this costs about 1 ms of CPU per
-commit, which is most of the server's CPU at light load (one commit per few messages).
-Here the whole transaction runs as one function on aiosqlite's own thread, against the very
-``sqlite3`` connection SQLAlchemy holds, so a commit is one hop; a batch of a few rows (light
-load) runs on the event loop's thread instead, with no hop at all (:data:`INLINE_ROWS`).
+The writer appends through a plain ``sqlite3`` connection of its own, served by one
+dedicated thread, so a commit is one hop to that thread and back (through SQLAlchemy's async
+layer it was about seven, about 1 ms of CPU per commit on the 2-vCPU box). A batch of a few
+rows (light load) runs on the event loop's thread instead, with no hop at all
+(:data:`INLINE_ROWS`); bigger ones go to the thread, where the fsync overlaps with reading
+the next batch.
 
-It covers the common case only: a batch in which no message carries a ``Nonce`` (an
-idempotent retry needs the duplicate look-up of :func:`chatlog.log.store.insert_messages`).
-For anything else, or an aiosqlite without the internals used, the caller takes the
-SQLAlchemy path. Same rows, same IDs, same durability: ``COMMIT`` returns before
-anything is fanned out.
+Batches with idempotency keys take the same path: inside the transaction, each ``Nonce`` is
+looked up in the room's unique ``(room, nonce)`` index first, and a retry is answered with
+its original row instead of being inserted (:func:`chatlog.log.model.plan_batch`). The page
+sends a Nonce with every message, so this is the path browsers take.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from chatlog.log.db import BUSY_TIMEOUT_MS
+from chatlog.log.model import (
+    NewMessage,
+    Originals,
+    StoredMessage,
+    nonce_keys,
+    plan_batch,
+    stored_batch,
+    stored_fields,
+)
 from chatlog.log.schema import STORED_TIME_FORMAT
 from chatlog.log.sqlite import checkpoint
+from chatlog.log.sqlite.engine import BUSY_TIMEOUT_MS, apply_pragmas
 
-if TYPE_CHECKING:
-    from chatlog.log.store import NewMessage, StoredMessage
-
-#: The SQLite insert of new messages, shared with :func:`chatlog.log.store.insert_messages`.
-SQLITE_INSERT = (
+#: The insert of new messages.
+INSERT = (
     "INSERT INTO messages (room, ws_id, author, message, text, raw, sent_at, nonce) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 #: The IDs of the newest N rows: a batch's own, since the writer holds the write lock from
 #: ``BEGIN IMMEDIATE`` and AUTOINCREMENT IDs only grow.
 NEWEST_IDS = "SELECT id FROM messages ORDER BY id DESC LIMIT ?"
-
-
-def sqlite_rows(batch: Sequence[NewMessage], sent_at: datetime) -> list[tuple[Any, ...]]:
-    """The parameters of :data:`SQLITE_INSERT` for a batch, ``sent_at`` formatted once."""
-    stamp = sent_at.strftime(STORED_TIME_FORMAT)
-    return [(m.room, m.ws_id, m.author, m.body, m.text, m.raw, stamp, m.nonce) for m in batch]
-
+#: A stored original of a retried nonce (the unique index ``(room, nonce)`` answers it).
+ORIGINAL = "SELECT id, ws_id, author, raw, sent_at FROM messages WHERE room = ? AND nonce = ?"
 
 #: A batch of at most this many rows commits on the event loop's own thread. Under light load
-#: a batch is one or two messages; the two hops to aiosqlite's thread and back then cost more
-#: (about 0.1 ms of wake-ups, measured) than the insert itself, and nothing else is waiting
-#: for the loop. Under load batches grow past this and go to the thread, where the fsync
-#: overlaps with reading the next batch.
+#: a batch is one or two messages; the two hops to the thread and back then cost more (about
+#: 0.1 ms of wake-ups, measured) than the insert itself, and nothing else is waiting for the
+#: loop.
 INLINE_ROWS = 8
 #: Seconds a commit may take before the next small ones go to the thread too: a slow or
 #: stalling disk must not freeze the event loop (reads, heartbeats, /healthz). Nor may another
@@ -61,89 +60,97 @@ INLINE_SLOW = 0.002
 
 
 class SqliteCommitter:
-    """The one-hop commit on one writer connection (from :func:`committer`)."""
+    """The writer's own connection to one SQLite file, and the thread that serves it."""
 
-    def __init__(self, run: Any, db: sqlite3.Connection) -> None:
-        self._run = run
-        self.db = db
+    def __init__(self, path: Path | str, synchronous: str) -> None:
+        # check_same_thread off: small batches commit on the loop's thread, the rest on the
+        # writer thread; the writer never makes two calls at once.
+        self.db = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        apply_pragmas(self.db.execute, synchronous, readonly=False)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="chatlog-sqlite-writer")
         #: How long the last commit took; a slow disk sends commits back to the thread.
         self._last = 0.0
+        #: Commits run on the event loop's thread and on the writer thread (for tests).
+        self.inline = 0
+        self.threaded = 0
 
-    async def commit(
-        self, batch: Sequence[NewMessage], sent_at: datetime
-    ) -> list[StoredMessage] | None:
-        """Insert and commit ``batch``, or return ``None`` when it holds a ``Nonce``."""
-        if any(m.nonce is not None for m in batch):
-            return None
-        rows = sqlite_rows(batch, sent_at)
+    async def _on_thread(self, func: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
+
+    async def commit(self, batch: Sequence[NewMessage], sent_at: datetime) -> list[StoredMessage]:
+        """Insert and commit ``batch``; a nonce stored before is answered with its original."""
         started = time.perf_counter()
-        ids: list[int] | None = None
-        if len(rows) <= INLINE_ROWS and self._last < INLINE_SLOW:
+        stored: list[StoredMessage] | None = None
+        if len(batch) <= INLINE_ROWS and self._last < INLINE_SLOW:
             try:
-                ids = _commit_sync(self.db, rows, wait=False)
+                stored = commit_batch(self.db, batch, sent_at, wait=False)
             finally:
                 self._last = time.perf_counter() - started
-        if ids is None:
-            ids = await self._run(_commit_sync, self.db, rows)
-            self._last = time.perf_counter() - started
-        from chatlog.log.store import StoredMessage
-
-        return [
-            StoredMessage(msg_id, m.room, m.ws_id, m.author, m.fields, sent_at)
-            for msg_id, m in zip(ids, batch, strict=True)
-        ]
+            if stored is not None:
+                self.inline += 1
+                return stored
+        stored = await self._on_thread(commit_batch, self.db, batch, sent_at)
+        self._last = time.perf_counter() - started
+        self.threaded += 1
+        assert stored is not None  # with wait=True it waits for the lock instead
+        return stored
 
     async def checkpoint(self) -> None:
         """A WAL checkpoint on this connection, on its thread (the writer is between batches)."""
-        await self._run(checkpoint.checkpoint, self.db)
+        await self._on_thread(checkpoint.checkpoint, self.db)
+
+    async def close(self) -> None:
+        """Close the connection on its thread, then stop the thread."""
+        await self._on_thread(self.db.close)
+        self._thread.shutdown(wait=False)
 
 
-async def committer(conn: AsyncConnection) -> SqliteCommitter | None:
-    """The one-hop committer for the writer's connection ``conn``, or ``None`` off SQLite.
-
-    Uses aiosqlite's "run this on the connection's thread" and its ``sqlite3`` connection:
-    private API (``Connection._execute`` and ``Connection._conn``, stable since 0.17), the
-    one place this module depends on it. Missing, the caller keeps the SQLAlchemy path.
-    The connection is opened with ``check_same_thread=False`` (:func:`chatlog.log.db.make_engine`)
-    so small batches may run on the loop's thread; the writer never overlaps two calls.
-    """
-    if conn.dialect.name != "sqlite":
-        return None
-    raw = await conn.get_raw_connection()
-    driver = getattr(raw, "driver_connection", None)
-    run = getattr(driver, "_execute", None)
-    try:
-        db = getattr(driver, "_conn", None)
-    except ValueError:  # aiosqlite raises when the connection is closed
-        return None
-    if not callable(run) or not isinstance(db, sqlite3.Connection):
-        return None
-    return SqliteCommitter(run, db)
+def rows_of(batch: Sequence[NewMessage], sent_at: datetime) -> list[tuple[Any, ...]]:
+    """The parameters of :data:`INSERT` for a batch, ``sent_at`` formatted once."""
+    stamp = sent_at.strftime(STORED_TIME_FORMAT)
+    return [(m.room, m.ws_id, m.author, m.body, m.text, m.raw, stamp, m.nonce) for m in batch]
 
 
-def _commit_sync(
-    db: sqlite3.Connection, rows: list[tuple[Any, ...]], *, wait: bool = True
-) -> list[int] | None:
-    """One transaction; the batch's IDs in insertion order.
+def _originals(db: sqlite3.Connection, batch: Sequence[NewMessage]) -> Originals:
+    found: Originals = {}
+    for room, nonce in nonce_keys(batch):
+        row = db.execute(ORIGINAL, (room, nonce)).fetchone()
+        if row is not None:
+            msg_id, ws_id, author, raw, sent_at = row
+            found[(room, nonce)] = StoredMessage(
+                msg_id, room, ws_id, author, stored_fields(raw), datetime.fromisoformat(sent_at)
+            )
+    return found
 
-    The writer is the only writer and holds the write lock from ``BEGIN IMMEDIATE``, and
-    AUTOINCREMENT IDs only grow, so the batch's rows are the newest ``len(rows)`` of the table.
-    With ``wait`` false (on the event loop's thread) it never waits for that lock: when another
-    connection holds it (``chatlog purge``, ``vacuum`` or ``import`` beside the server) it
-    returns ``None`` at once, and the caller retries on the database thread, which waits.
+
+def commit_batch(
+    db: sqlite3.Connection, batch: Sequence[NewMessage], sent_at: datetime, *, wait: bool = True
+) -> list[StoredMessage] | None:
+    """One transaction; the stored rows in batch order.
+
+    The writer is the only writer of the file and holds the write lock from ``BEGIN
+    IMMEDIATE``, and AUTOINCREMENT IDs only grow, so the batch's rows are the newest of the
+    table. With ``wait`` false (on the event loop's thread) it never waits for that lock: when
+    another connection holds it (``chatlog purge``, ``vacuum`` or ``import`` beside the
+    server) it returns ``None`` at once, and the caller retries on the thread, which waits.
     """
     if not _begin(db, wait):
         return None
     try:
-        db.executemany(SQLITE_INSERT, rows)
-        ids = [r[0] for r in db.execute(NEWEST_IDS, (len(rows),))]
+        plan = plan_batch(batch, _originals(db, batch))
+        ids: list[int] = []
+        if plan.fresh:
+            db.executemany(INSERT, rows_of(plan.fresh, sent_at))
+            ids = [r[0] for r in db.execute(NEWEST_IDS, (len(plan.fresh),))]
+            ids.reverse()
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    ids.reverse()
-    return ids
+    return stored_batch(batch, plan, ids, sent_at)
 
 
 def _begin(db: sqlite3.Connection, wait: bool) -> bool:

@@ -1,0 +1,250 @@
+"""The one interface to the log. The server, the history tools and the CLI use only this.
+
+A :class:`LogBackend` (SQLite in :mod:`chatlog.log.sqlite`, PostgreSQL in
+:mod:`chatlog.log.postgres`, chosen from the URL in :mod:`chatlog.log.open`) offers:
+
+* writes: :meth:`~LogBackend.writing` opens the session through which the single
+  :class:`~chatlog.log.writer.Writer` appends batches (nonce de-duplication included) and runs
+  presence and error writes; :meth:`~LogBackend.transaction` is one write transaction for
+  tools (purge, import);
+* live delivery: :meth:`~LogBackend.feed` tells the server which rows were committed, its own
+  and any other writer's (the doorbell), and keeps presence across processes;
+* reads: :meth:`~LogBackend.view` for the server's resume and history reads, and
+  :meth:`~LogBackend.read_only` for ``chatlog sql``, replay and export;
+* upkeep: migrations, retention's floor upsert, vacuum, import, metrics.
+
+Everything the two databases share is written once here, in SQLAlchemy Core; a backend
+overrides only what its database does differently.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from chatlog.log import migrate
+from chatlog.log.model import LiveConnection, NewMessage, Op, StoredMessage
+from chatlog.log.queries import LogView
+from chatlog.log.readonly import ReadOnly
+from chatlog.log.schema import meta
+from chatlog.settings import SettingsError
+
+
+class LogUnavailable(SettingsError):
+    """The log cannot be opened or used as asked; the message says why and what to do."""
+
+
+class Listener(Protocol):
+    """Where a :class:`Feed` delivers: the server's sockets, seen from the log."""
+
+    def rooms(self) -> Collection[str]:
+        """Rooms with at least one local socket (rows of other rooms need not be read)."""
+
+    def deliver(self, stored: list[StoredMessage]) -> None:
+        """Fan committed rows out, in ID order."""
+
+    def presence(self, room: str, aliases: list[str]) -> None:
+        """Another process changed the room's user list; this is the new one."""
+
+    def connections(self) -> Iterable[LiveConnection]:
+        """Every local socket (re-registered after this node was swept as dead)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """This server process, as other processes sharing the log see it."""
+
+    node: str
+    address: str | None = None
+    heartbeat: float = 2.0
+    timeout: float = 10.0
+
+
+class Feed(ABC):
+    """How committed rows and presence changes reach one server process's :class:`Listener`."""
+
+    async def prepare(self) -> None:
+        """Before the writer starts: clear what a crash left, note the log's head."""
+        return None
+
+    async def start(self) -> None:
+        """After the writer started: begin delivering."""
+        return None
+
+    async def close(self) -> None:
+        """Stop delivering (after the writer has drained)."""
+        return None
+
+    @abstractmethod
+    def committed(self, stored: list[StoredMessage]) -> None:
+        """The writer's callback right after a group commit, rows in ID order."""
+
+    def presence_changed(self, room: str) -> None:
+        """This process changed the room's user list (already sent to its own sockets)."""
+        return None
+
+
+class WriteSession(ABC):
+    """The writer's connection: appends, and ops on :attr:`conn`."""
+
+    conn: AsyncConnection
+
+    @abstractmethod
+    async def append(self, batch: Sequence[NewMessage], sent_at: datetime) -> list[StoredMessage]:
+        """Insert and commit ``batch`` as one transaction; a nonce already stored in its room
+        is answered with the original row instead of a new one. Rows in batch order."""
+
+    async def between_batches(self) -> None:
+        """Housekeeping after a batch, while nothing is in flight (SQLite: WAL checkpoints)."""
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Gauge:
+    """One backend-specific figure for ``/metrics``."""
+
+    name: str
+    help: str
+    value: float
+    counter: bool = False
+
+
+class LogBackend(ABC):
+    """One log database (see the module docstring)."""
+
+    #: Shown to people: ``sqlite`` or ``postgresql``.
+    name: ClassVar[str]
+    #: Exceptions of the database driver: a failure that is the database's, not a bug.
+    driver_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(self, url: str, engine: AsyncEngine) -> None:
+        self.url = url
+        self.engine = engine
+
+    async def dispose(self) -> None:
+        """Close every connection."""
+        await self.engine.dispose()
+
+    # --- schema ------------------------------------------------------------------------------
+
+    async def migrate(self, revision: str = "head") -> None:
+        """Migrate up to ``revision`` (head by default), creating the tables if needed."""
+        async with self.engine.begin() as conn:
+            await self._migration_lock(conn)
+            await conn.run_sync(migrate.run, "upgrade", revision)
+
+    async def downgrade(self, revision: str) -> None:
+        """Migrate down to ``revision`` (``base`` drops every table)."""
+        async with self.engine.begin() as conn:
+            await self._migration_lock(conn)
+            await conn.run_sync(migrate.run, "downgrade", revision)
+
+    async def revision(self) -> str | None:
+        """The revision the database is at, ``None`` when it has no chatlog tables."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(migrate.current)
+
+    async def _migration_lock(self, conn: AsyncConnection) -> None:
+        """Make processes migrating at once take turns (PostgreSQL)."""
+        return None
+
+    async def epoch(self) -> str:
+        """The log's random epoch, made with the database (clients notice a replaced log)."""
+        async with self.engine.connect() as conn:
+            return str((await conn.execute(select(meta.c.epoch))).scalar_one())
+
+    # --- writes ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def writing(self) -> Any:
+        """``async with backend.writing() as session``: the single writer's connection."""
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction, committed at the end (tools: purge batches, import)."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def write(self, op: Op) -> Any:
+        """Run ``op`` in a transaction of its own; return its result."""
+        async with self.transaction() as conn:
+            return await op(conn)
+
+    async def vacuum(self) -> None:
+        """Give the space of deleted rows back to the file system."""
+        return None
+
+    # --- live delivery -----------------------------------------------------------------------
+
+    @abstractmethod
+    def feed(self, listener: Listener, node: Node) -> Feed:
+        """The feed of one server process."""
+
+    @abstractmethod
+    async def sweep(self, node: str | None = None) -> int:
+        """Delete the connection rows (and aliases) a crashed server left; how many."""
+
+    # --- reads -------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def view(self) -> AsyncIterator[LogView]:
+        """A read of the server's (resume, history, greeting)."""
+        async with self.engine.connect() as conn:
+            yield LogView(conn)
+
+    @abstractmethod
+    def read_only(self, *, limit_s: float | None = None) -> Any:
+        """``async with backend.read_only() as reader``: a :class:`ReadOnly` transaction that
+        no statement can write through, always rolled back."""
+
+    # --- import ------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def has_messages_table(self) -> bool:
+        """Whether the database holds chatlog's ``messages`` table (read-only check)."""
+
+    @abstractmethod
+    async def highest_id_ever(self, conn: AsyncConnection) -> int | None:
+        """The highest message ID this database has handed out, deleted rows included."""
+
+    @abstractmethod
+    async def insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        """Insert exported rows as they are (IDs kept), ``sent_at`` stored as the server does."""
+
+    async def ids_imported(self, conn: AsyncConnection, last: int) -> None:
+        """After an import: later messages must get IDs above ``last``."""
+        return None
+
+    def remove_if_new(self) -> None:
+        """Undo a database an import created and could not fill (SQLite: the files)."""
+        return None
+
+    # --- observability -----------------------------------------------------------------------
+
+    def gauges(self) -> list[Gauge]:
+        """Backend-specific figures for ``/metrics``."""
+        return []
+
+
+__all__ = [
+    "Feed",
+    "Gauge",
+    "Listener",
+    "LiveConnection",
+    "LogBackend",
+    "LogUnavailable",
+    "LogView",
+    "NewMessage",
+    "Node",
+    "Op",
+    "ReadOnly",
+    "StoredMessage",
+    "WriteSession",
+]

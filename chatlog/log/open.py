@@ -1,0 +1,50 @@
+"""The one place that picks a backend: from the database URL of ``--db``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Literal
+
+from sqlalchemy.engine import make_url
+
+from chatlog.log.backend import LogBackend, LogUnavailable
+
+#: ``create``: open, making the database if needed (serve, import, db upgrade); ``write``: an
+#: existing log (purge, vacuum, db downgrade); ``read``: an existing log, read-only.
+Access = Literal["create", "write", "read"]
+
+
+def open_log(url: str, *, access: Access = "create", synchronous: str = "FULL") -> LogBackend:
+    """The backend for ``url`` (an async SQLAlchemy URL, see ``chatlog.settings``); no I/O
+    beyond checking that a file is where ``access`` needs it."""
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        from chatlog.log.sqlite.backend import SqliteBackend
+
+        return SqliteBackend(
+            url, synchronous=synchronous, readonly=access == "read", create=access == "create"
+        )
+    if backend == "postgresql":
+        try:
+            from chatlog.log.postgres.backend import PostgresBackend
+        except ImportError as exc:  # asyncpg is an extra
+            raise LogUnavailable(
+                f"PostgreSQL needs asyncpg ({exc.name} is missing): pip install 'chatlog[postgres]'"
+            ) from None
+        return PostgresBackend(url)
+    raise LogUnavailable(f"unsupported database {backend!r}; use SQLite or PostgreSQL")
+
+
+@asynccontextmanager
+async def opened(
+    url: str, *, access: Access = "create", synchronous: str = "FULL", migrate: bool = True
+) -> AsyncIterator[LogBackend]:
+    """Open the log (migrated to head unless told not to or read-only) and close it after."""
+    log = open_log(url, access=access, synchronous=synchronous)
+    try:
+        if migrate and access != "read":
+            await log.migrate()
+        yield log
+    finally:
+        await log.dispose()

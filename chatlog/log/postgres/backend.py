@@ -1,0 +1,156 @@
+"""The log on PostgreSQL: several server processes share one database.
+
+Appends are serialised with a transaction-level advisory lock so commit order equals ID order,
+and each rings the doorbell (:mod:`.doorbell`); every process reads new rows from the table in
+ID order and delivers them. Presence is kept across processes with node heartbeats
+(:mod:`.nodes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy import insert, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatlog.log import presence
+from chatlog.log.backend import Feed, Listener, LogBackend, Node, WriteSession
+from chatlog.log.model import (
+    NewMessage,
+    Originals,
+    StoredMessage,
+    nonce_keys,
+    plan_batch,
+    stored_batch,
+    stored_fields,
+)
+from chatlog.log.postgres import engine as pg
+from chatlog.log.postgres.doorbell import APPEND_PROLOGUE, PostgresFeed
+from chatlog.log.readonly import ReadOnly
+from chatlog.log.schema import messages
+
+#: Advisory lock key held while migrating, so servers starting together take turns.
+MIGRATE_LOCK = 0x63686D67  # "chmg"
+
+
+class PostgresBackend(LogBackend):
+    """The log in one PostgreSQL database."""
+
+    name = "postgresql"
+    driver_errors = (asyncpg.PostgresError, OSError)
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, pg.make_engine(url))
+
+    async def _migration_lock(self, conn: AsyncConnection) -> None:
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK})
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[WriteSession]:
+        async with self.engine.connect() as conn:
+            yield _PostgresSession(conn)
+
+    def feed(self, listener: Listener, node: Node) -> Feed:
+        return PostgresFeed(self.engine, listener, node)
+
+    async def sweep(self, node: str | None = None) -> int:
+        return int(await self.write(lambda conn: presence.sweep_connections(conn, node)))
+
+    @asynccontextmanager
+    async def read_only(self, *, limit_s: float | None = None) -> AsyncIterator[ReadOnly]:
+        async with self.engine.connect() as conn:
+            trans = await conn.begin()
+            try:
+                await conn.execute(text("SET TRANSACTION READ ONLY"))
+                if limit_s is not None:
+                    await conn.execute(text(f"SET LOCAL statement_timeout = {int(limit_s * 1000)}"))
+                yield ReadOnly(conn)
+            finally:
+                await trans.rollback()
+
+    async def vacuum(self) -> None:
+        conn = await pg.connect(self.url)
+        try:
+            await conn.execute("VACUUM ANALYZE messages")
+            await conn.execute("VACUUM ANALYZE errors")
+        finally:
+            await conn.close()
+
+    async def has_messages_table(self) -> bool:
+        async with self.read_only() as reader:
+            return bool(
+                await reader.scalar(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = 'messages'"
+                )
+            )
+
+    async def highest_id_ever(self, conn: AsyncConnection) -> int | None:
+        seq = await conn.scalar(
+            text("SELECT pg_sequence_last_value(pg_get_serial_sequence('messages', 'id'))")
+        )
+        return None if seq is None else int(seq)
+
+    async def insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        await conn.execute(insert(messages), rows)
+
+    async def ids_imported(self, conn: AsyncConnection, last: int) -> None:
+        await conn.execute(
+            text("SELECT setval(pg_get_serial_sequence('messages', 'id'), :last)"), {"last": last}
+        )
+
+
+class _PostgresSession(WriteSession):
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def append(self, batch: Sequence[NewMessage], sent_at: datetime) -> list[StoredMessage]:
+        async with self.conn.begin():
+            await self.conn.execute(APPEND_PROLOGUE)
+            plan = plan_batch(batch, await _originals(self.conn, batch))
+            ids: list[int] = []
+            if plan.fresh:
+                result = await self.conn.execute(
+                    insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
+                    [
+                        {
+                            "room": m.room,
+                            "ws_id": m.ws_id,
+                            "author": m.author,
+                            "message": m.body,
+                            "text": m.text,
+                            "raw": m.raw,
+                            "sent_at": sent_at,
+                            "nonce": m.nonce,
+                        }
+                        for m in plan.fresh
+                    ],
+                )
+                ids = list(result.scalars())
+        return stored_batch(batch, plan, ids, sent_at)
+
+
+async def _originals(conn: AsyncConnection, batch: Sequence[NewMessage]) -> Originals:
+    keys = nonce_keys(batch)
+    if not keys:
+        return {}
+    rows = await conn.execute(
+        select(
+            messages.c.id,
+            messages.c.room,
+            messages.c.ws_id,
+            messages.c.author,
+            messages.c.raw,
+            messages.c.sent_at,
+            messages.c.nonce,
+        ).where(tuple_(messages.c.room, messages.c.nonce).in_(list(keys)))
+    )
+    return {
+        (r.room, r.nonce): StoredMessage(
+            r.id, r.room, r.ws_id, r.author, stored_fields(r.raw), r.sent_at
+        )
+        for r in rows
+    }

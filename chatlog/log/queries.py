@@ -1,0 +1,99 @@
+"""The server's reads of the log, in SQLAlchemy Core: the same SQL on both backends.
+
+A :class:`LogView` is one connection: the greeting reads the room's head and user list, a
+resume its backlog, a ``History`` request a page of scroll-back. Rows come back as
+:class:`~chatlog.log.model.StoredMessage`; :mod:`chatlog.protocol` makes the frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatlog.log.model import StoredMessage, stored_fields
+from chatlog.log.schema import messages, retention, users, websocket_connections
+
+_COLUMNS = (
+    messages.c.id,
+    messages.c.room,
+    messages.c.ws_id,
+    messages.c.author,
+    messages.c.raw,
+    messages.c.sent_at,
+)
+
+
+def stored(rows: Iterable[Any]) -> list[StoredMessage]:
+    """Rows of ``id, room, ws_id, author, raw, sent_at`` as stored messages."""
+    return [
+        StoredMessage(r.id, r.room, r.ws_id, r.author, stored_fields(r.raw), r.sent_at)
+        for r in rows
+    ]
+
+
+async def room_aliases(conn: AsyncConnection, room: str) -> list[str]:
+    """The room's online users in join order (the order their connections opened)."""
+    rows = await conn.execute(
+        select(users.c.alias)
+        .join(websocket_connections, websocket_connections.c.ws_id == users.c.ws_id)
+        .where(users.c.room == room)
+        .order_by(websocket_connections.c.opened_at, websocket_connections.c.ws_id)
+    )
+    return list(rows.scalars())
+
+
+class LogView:
+    """Reads on one connection (from :meth:`chatlog.log.backend.LogBackend.view`)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def room_head(self, room: str) -> int:
+        """The room's last message ID, 0 when it has none."""
+        value = await self.conn.execute(
+            select(func.max(messages.c.id)).where(messages.c.room == room)
+        )
+        return int(value.scalar() or 0)
+
+    async def room_aliases(self, room: str) -> list[str]:
+        """The room's online users in join order."""
+        return await room_aliases(self.conn, room)
+
+    async def room_floor(self, room: str) -> int:
+        """The newest ID retention removed from ``room`` (0: nothing was ever removed)."""
+        value = await self.conn.execute(
+            select(retention.c.purged_through).where(retention.c.room == room)
+        )
+        return int(value.scalar() or 0)
+
+    async def after(self, room: str, after: int, upto: int, limit: int) -> list[StoredMessage]:
+        """Messages of the room with ``after < id <= upto``, oldest first, at most ``limit``."""
+        rows = await self.conn.execute(
+            select(*_COLUMNS)
+            .where(messages.c.room == room, messages.c.id > after, messages.c.id <= upto)
+            .order_by(messages.c.id)
+            .limit(limit)
+        )
+        return stored(rows)
+
+    async def before(self, room: str, before: int | None, limit: int) -> list[StoredMessage]:
+        """Up to ``limit`` messages of the room older than ``before``, oldest first."""
+        query = select(*_COLUMNS).where(messages.c.room == room)
+        if before is not None:
+            query = query.where(messages.c.id < before)
+        rows = await self.conn.execute(query.order_by(messages.c.id.desc()).limit(limit))
+        return stored(reversed(rows.all()))
+
+    async def count_after(self, room: str, after: int, upto: int, cap: int) -> int:
+        """How many messages of the room lie in ``(after, upto]``, counting no further than
+        ``cap``."""
+        inner = (
+            select(messages.c.id)
+            .where(messages.c.room == room, messages.c.id > after, messages.c.id <= upto)
+            .limit(cap)
+            .subquery()
+        )
+        return int((await self.conn.execute(select(func.count()).select_from(inner))).scalar_one())

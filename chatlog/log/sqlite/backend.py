@@ -1,0 +1,211 @@
+"""The log on one SQLite file (the embedded default).
+
+One server process owns the file's appends: its writer commits through a connection of its
+own (:mod:`.commit`), WAL checkpoints run beside it (:mod:`.checkpoint`), and each commit is
+handed to the server's sockets directly, already in ID order. The tools (``sql``, ``replay``,
+``purge``...) open the same file beside a running server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatlog.log import presence
+from chatlog.log.backend import (
+    Feed,
+    Gauge,
+    Listener,
+    LogBackend,
+    LogUnavailable,
+    Node,
+    WriteSession,
+)
+from chatlog.log.model import NewMessage, StoredMessage
+from chatlog.log.readonly import ReadOnly
+from chatlog.log.schema import COLUMNS, STORED_TIME_FORMAT
+from chatlog.log.sqlite import checkpoint
+from chatlog.log.sqlite.commit import SqliteCommitter
+from chatlog.log.sqlite.engine import make_engine, sqlite_path
+from chatlog.log.sqlite.readonly import read_only
+
+log = logging.getLogger(__name__)
+
+_IMPORT = f"INSERT INTO messages ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+def check_path(path: Path | None, *, must_exist: bool) -> None:
+    """Fail early, with a message that says what to do, when a file cannot be used."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise LogUnavailable(f"{path} is a directory; give a database file path")
+    if must_exist and not path.is_file():
+        raise LogUnavailable(f"no database at {path}; start `chatlog serve --db {path}` first")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not must_exist and not parent.is_dir():
+        raise LogUnavailable(f"cannot create {path}: directory {parent} does not exist")
+
+
+class SqliteBackend(LogBackend):
+    """The log in one SQLite file."""
+
+    name = "sqlite"
+    driver_errors = (sqlite3.Error,)
+
+    def __init__(
+        self, url: str, *, synchronous: str = "FULL", readonly: bool = False, create: bool = True
+    ) -> None:
+        self.path = sqlite_path(url)
+        check_path(self.path, must_exist=readonly or not create)
+        self._created = self.path is not None and not self.path.exists()
+        super().__init__(url, make_engine(url, synchronous=synchronous, readonly=readonly))
+        self.synchronous = synchronous
+        #: Background WAL checkpoints of the server's writer (None: no writer, or in memory).
+        self.checkpoints: checkpoint.Checkpointer | None = None
+        #: The running writer's own connection (None while no writer runs).
+        self.committer: SqliteCommitter | None = None
+
+    async def dispose(self) -> None:
+        if self.checkpoints is not None:
+            await self.checkpoints.close()
+        await super().dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        # BEGIN IMMEDIATE: take the write lock up front, never fail half-way on upgrading it.
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(immediate=True)
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[WriteSession]:
+        if self.path is None:
+            raise LogUnavailable("the server needs a database file, not one in memory")
+        committer = self.committer = SqliteCommitter(self.path, self.synchronous)
+        try:
+            wal_file = checkpoint.take_over(committer.db)
+            if wal_file is not None and self.checkpoints is None:
+                self.checkpoints = checkpoint.Checkpointer(wal_file)
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(immediate=True)
+                if wal_file is not None:  # presence writes must not checkpoint in COMMIT either
+                    async with conn.begin():
+                        await conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+                yield _SqliteSession(conn, committer, self)
+        finally:
+            self.committer = None
+            await committer.close()
+
+    def feed(self, listener: Listener, node: Node) -> Feed:
+        return _LocalFeed(self, listener)
+
+    async def sweep(self, node: str | None = None) -> int:
+        # One server owns the file: every connection row at start-up is a crash's leftover.
+        return int(await self.write(lambda conn: presence.sweep_connections(conn, node)))
+
+    @asynccontextmanager
+    async def read_only(self, *, limit_s: float | None = None) -> AsyncIterator[ReadOnly]:
+        async with self.engine.connect() as conn, read_only(conn) as reader:
+            yield reader
+
+    async def vacuum(self) -> None:
+        path = self.path
+        if path is None:
+            return
+
+        def run() -> None:
+            with sqlite3.connect(path, timeout=30, isolation_level=None) as conn:
+                conn.execute("VACUUM")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await asyncio.to_thread(run)
+
+    async def has_messages_table(self) -> bool:
+        if self.path is not None and not self.path.exists():
+            return False
+        async with self.read_only() as reader:
+            return bool(
+                await reader.scalar(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'messages'"
+                )
+            )
+
+    async def highest_id_ever(self, conn: AsyncConnection) -> int | None:
+        seq = await conn.scalar(text("SELECT seq FROM sqlite_sequence WHERE name = 'messages'"))
+        return None if seq is None else int(seq)
+
+    async def insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        # Plain executemany with tuples: several times faster than Core's per-row dict handling.
+        for row in rows:
+            row["sent_at"] = row["sent_at"].strftime(STORED_TIME_FORMAT)
+        await conn.exec_driver_sql(_IMPORT, [tuple(row[c] for c in COLUMNS) for row in rows])
+
+    def remove_if_new(self) -> None:
+        if self._created and self.path is not None:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    def gauges(self) -> list[Gauge]:
+        if self.checkpoints is None:
+            return []
+        return [
+            Gauge(
+                "chatlog_wal_checkpoints",
+                "WAL checkpoints run in the background (SQLite).",
+                self.checkpoints.runs,
+                counter=True,
+            ),
+            Gauge(
+                "chatlog_wal_pages",
+                "WAL length in pages at the last background checkpoint (SQLite).",
+                self.checkpoints.wal_pages,
+            ),
+        ]
+
+
+class _SqliteSession(WriteSession):
+    def __init__(
+        self, conn: AsyncConnection, committer: SqliteCommitter, backend: SqliteBackend
+    ) -> None:
+        self.conn = conn
+        self.committer = committer
+        self._backend = backend
+
+    async def append(self, batch: Sequence[NewMessage], sent_at: datetime) -> list[StoredMessage]:
+        return await self.committer.commit(batch, sent_at)
+
+    async def between_batches(self) -> None:
+        checkpoints = self._backend.checkpoints
+        if checkpoints is not None and checkpoints.committed():
+            try:
+                await self.committer.checkpoint()
+            except sqlite3.Error as exc:  # disk full, read-only: the WAL keeps the data
+                log.warning("WAL checkpoint failed: %s", exc)
+
+
+class _LocalFeed(Feed):
+    """One process owns the log: hand each commit to the sockets directly, in the writer's
+    order (the writer is the only one appending, so its commits are in ID order)."""
+
+    def __init__(self, backend: SqliteBackend, listener: Listener) -> None:
+        self._backend = backend
+        self._listener = listener
+
+    async def prepare(self) -> None:
+        swept = await self._backend.sweep()
+        if swept:
+            log.info("swept %d connection rows left by a previous run", swept)
+
+    def committed(self, stored: list[StoredMessage]) -> None:
+        self._listener.deliver(stored)

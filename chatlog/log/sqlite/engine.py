@@ -1,0 +1,61 @@
+"""SQLite connections: the discipline lives here, in one place.
+
+Every connection gets WAL, a ``busy_timeout``, foreign keys and the configured ``synchronous``
+level. SQLAlchemy's own transaction handling is replaced by explicit ``BEGIN`` statements so a
+write transaction can take the write lock up front with ``BEGIN IMMEDIATE`` (execution option
+``immediate=True``) while readers use plain deferred transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+BUSY_TIMEOUT_MS = 5000
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or ``None`` for a database in memory."""
+    database = make_url(url).database
+    if database in (None, "", ":memory:"):
+        return None
+    return Path(database)
+
+
+def apply_pragmas(execute: Callable[[str], Any], synchronous: str, *, readonly: bool) -> None:
+    """The settings every connection to the log runs with (``execute`` runs one statement)."""
+    if readonly:
+        execute("PRAGMA query_only=ON")
+    else:
+        execute("PRAGMA journal_mode=WAL")
+        execute(f"PRAGMA synchronous={synchronous.upper()}")
+    execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    execute("PRAGMA foreign_keys=ON")
+
+
+def make_engine(url: str, *, synchronous: str = "FULL", readonly: bool = False) -> AsyncEngine:
+    """An async engine for the log, with the pragmas applied on every connection."""
+    connect_args: dict[str, Any] = {"timeout": BUSY_TIMEOUT_MS / 1000}
+    path = sqlite_path(url)
+    if readonly and path is not None:
+        url = f"sqlite+aiosqlite:///file:{path}?mode=ro&uri=true"
+    engine = create_async_engine(url, connect_args=connect_args)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        apply_pragmas(cursor.execute, synchronous, readonly=readonly)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
