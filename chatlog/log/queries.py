@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chatlog.log.model import StoredMessage, stored_fields
 from chatlog.log.schema import messages, retention, users, websocket_connections
 
-_COLUMNS = (
+#: The columns a :class:`StoredMessage` is made of.
+MESSAGE_COLUMNS = (
     messages.c.id,
     messages.c.room,
     messages.c.ws_id,
@@ -26,12 +27,14 @@ _COLUMNS = (
 )
 
 
+def stored_message(r: Any) -> StoredMessage:
+    """A row of :data:`MESSAGE_COLUMNS` as a stored message."""
+    return StoredMessage(r.id, r.room, r.ws_id, r.author, stored_fields(r.raw), r.sent_at)
+
+
 def stored(rows: Iterable[Any]) -> list[StoredMessage]:
-    """Rows of ``id, room, ws_id, author, raw, sent_at`` as stored messages."""
-    return [
-        StoredMessage(r.id, r.room, r.ws_id, r.author, stored_fields(r.raw), r.sent_at)
-        for r in rows
-    ]
+    """Rows of :data:`MESSAGE_COLUMNS` as stored messages."""
+    return [stored_message(r) for r in rows]
 
 
 async def room_aliases(conn: AsyncConnection, room: str) -> list[str]:
@@ -72,7 +75,7 @@ class LogView:
     async def after(self, room: str, after: int, upto: int, limit: int) -> list[StoredMessage]:
         """Messages of the room with ``after < id <= upto``, oldest first, at most ``limit``."""
         rows = await self.conn.execute(
-            select(*_COLUMNS)
+            select(*MESSAGE_COLUMNS)
             .where(messages.c.room == room, messages.c.id > after, messages.c.id <= upto)
             .order_by(messages.c.id)
             .limit(limit)
@@ -81,7 +84,7 @@ class LogView:
 
     async def before(self, room: str, before: int | None, limit: int) -> list[StoredMessage]:
         """Up to ``limit`` messages of the room older than ``before``, oldest first."""
-        query = select(*_COLUMNS).where(messages.c.room == room)
+        query = select(*MESSAGE_COLUMNS).where(messages.c.room == room)
         if before is not None:
             query = query.where(messages.c.id < before)
         rows = await self.conn.execute(query.order_by(messages.c.id.desc()).limit(limit))

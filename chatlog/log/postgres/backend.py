@@ -26,10 +26,10 @@ from chatlog.log.model import (
     nonce_keys,
     plan_batch,
     stored_batch,
-    stored_fields,
 )
 from chatlog.log.postgres import engine as pg
 from chatlog.log.postgres.doorbell import APPEND_PROLOGUE, PostgresFeed
+from chatlog.log.queries import MESSAGE_COLUMNS, stored_message
 from chatlog.log.readonly import ReadOnly
 from chatlog.log.schema import messages
 
@@ -138,19 +138,8 @@ async def _originals(conn: AsyncConnection, batch: Sequence[NewMessage]) -> Orig
     if not keys:
         return {}
     rows = await conn.execute(
-        select(
-            messages.c.id,
-            messages.c.room,
-            messages.c.ws_id,
-            messages.c.author,
-            messages.c.raw,
-            messages.c.sent_at,
-            messages.c.nonce,
-        ).where(tuple_(messages.c.room, messages.c.nonce).in_(list(keys)))
-    )
-    return {
-        (r.room, r.nonce): StoredMessage(
-            r.id, r.room, r.ws_id, r.author, stored_fields(r.raw), r.sent_at
+        select(*MESSAGE_COLUMNS, messages.c.nonce).where(
+            tuple_(messages.c.room, messages.c.nonce).in_(list(keys))
         )
-        for r in rows
-    }
+    )
+    return {(r.room, r.nonce): stored_message(r) for r in rows}
