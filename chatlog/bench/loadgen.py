@@ -4,11 +4,8 @@ N clients join R rooms; M of them send chat messages whose extra keys carry the 
 number ``S``, a per-sender sequence number ``N`` and the send time ``T``
 (``time.monotonic_ns``: CLOCK_MONOTONIC is system-wide on Linux, so several client processes
 share one clock). Every client checks, per sender, that sequence numbers arrive once and in
-order and that IDs only grow. Each client process runs :func:`worker_main`.
-
-The clients are a minimal asyncio ``Protocol`` that parses unmasked server frames straight
-from ``data_received``: with aiohttp's client, the load generator would be the bottleneck it
-is meant to measure.
+order and that IDs only grow. Each client process runs :func:`worker_main`; its sockets are
+the minimal protocol of :mod:`chatlog.bench.wsclient`.
 """
 
 from __future__ import annotations
@@ -17,15 +14,15 @@ import asyncio
 import base64
 import contextlib
 import math
-import os
 import resource
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
+from chatlog.bench.wsclient import WebSocketClient
 from chatlog.loops import new_event_loop
 
 #: Width of a latency histogram bucket, in nanoseconds (10 µs).
@@ -78,142 +75,73 @@ class Config:
 # --- the client side, run in worker processes ----------------------------------------------
 
 
-class _Conn(asyncio.Protocol):
-    """One WebSocket client connection, parsing frames by hand."""
+class _Conn(WebSocketClient):
+    """One client: what it saw of each sender, and, if it sends, its own bookkeeping."""
 
     def __init__(self, worker: _Worker, index: int, room: str) -> None:
+        super().__init__(worker.cfg.url_of(index), room)
         self.w = worker
         self.index = index
-        self.room = room
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.upgraded = False
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.last_id = -1
         #: sender number -> [distinct messages received, last sequence number]
         self.per_sender: dict[int, list[int]] = {}
-        self.close_code: int | None = None
-        self.mask = os.urandom(4)
-        self._masks: dict[int, int] = {}
-        self.paused = False
-        self._resume: asyncio.Future[None] | None = None
         # sender bookkeeping
         self.sent = 0
         self.echoed = 0
         self.refused = 0
         self.echo_waiter: asyncio.Future[None] | None = None
 
-    # protocol callbacks
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        parts = urlsplit(self.w.cfg.url_of(self.index))
-        sep = "&" if parts.query else ""
-        target = f"{parts.path or '/'}?{parts.query}{sep}room={self.room}"
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.transport.write(
-            (
-                f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
+    def on_text(self, payload: bytearray, now: int) -> None:
+        w = self.w
+        frame = orjson.loads(payload)
+        kind = frame.get("Type")
+        if kind == "Chat":
+            msg_id = frame.get("ID", 0)
+            if msg_id <= self.last_id:
+                w.disorder += 1
+            self.last_id = msg_id
+            sender = frame.get("S")
+            if sender is None:
+                return
+            seq, sent = frame["N"], frame["T"]
+            state = self.per_sender.get(sender)
+            if state is None:
+                state = self.per_sender[sender] = [0, -1]
+            if seq <= state[1]:
+                w.dups += 1
+                return
+            state[0] += 1
+            state[1] = seq
+            w.deliveries += 1
+            w.last_recv = now
+            if w.win_lo <= sent < w.win_hi:
+                w.window_deliveries += 1
+                latency = now - sent
+                bucket = latency // BUCKET_NS
+                w.hist[bucket] = w.hist.get(bucket, 0) + 1
+                if latency > w.max_ns:
+                    w.max_ns = latency
+                if sender == self.index:
+                    w.window_accepted += 1
+            if sender == self.index:
+                self.echoed += 1
+                self.wake()
+        elif kind == "Error":
+            w.errors += 1
+            self.refused += 1
+            self.wake()
+        elif kind == "Status" and not self.ready.done():
+            self.ready.set_result(None)
 
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        if not self.upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            status = bytes(buf[: buf.find(b"\r\n")])
-            if b" 101 " not in status:
-                self._fail(RuntimeError(f"handshake refused: {status.decode(errors='replace')}"))
-                return
-            del buf[: end + 4]
-            self.upgraded = True
-        now = time.monotonic_ns()
-        pos, n = 0, len(buf)
-        on_text = self.w.on_text
-        while n - pos >= 2:
-            b1 = buf[pos + 1] & 0x7F
-            if b1 < 126:
-                head, length = 2, b1
-            elif b1 == 126:
-                if n - pos < 4:
-                    break
-                head, length = 4, int.from_bytes(buf[pos + 2 : pos + 4], "big")
-            else:
-                if n - pos < 10:
-                    break
-                head, length = 10, int.from_bytes(buf[pos + 2 : pos + 10], "big")
-            end = pos + head + length
-            if end > n:
-                break
-            opcode = buf[pos] & 0x0F
-            if opcode == 1:
-                on_text(self, buf[pos + head : end], now)
-            elif opcode == 8:
-                payload = bytes(buf[pos + head : end])
-                self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-                self._write_frame(0x88, payload[:2])
-                if self.transport is not None:
-                    self.transport.close()
-            elif opcode == 9:
-                self._write_frame(0x8A, bytes(buf[pos + head : end]))
-            pos = end
-        del buf[:pos]
+    def wake(self) -> None:
+        """Wake the sender waiting for an answer (its window is full)."""
+        waiter = self.echo_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if self.close_code is None:
-            self.close_code = 1006
-        self._fail(ConnectionError("connection lost"))
-        if self.echo_waiter is not None and not self.echo_waiter.done():
-            self.echo_waiter.set_result(None)
-        if self._resume is not None and not self._resume.done():
-            self._resume.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self._resume is not None and not self._resume.done():
-            self._resume.set_result(None)
-
-    def _fail(self, exc: BaseException) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(exc)
-
-    # sending
-    def _write_frame(self, first: int, payload: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
-        n = len(payload)
-        if n < 126:
-            header = bytes((first, 0x80 | n))
-        elif n < 65536:
-            header = bytes((first, 0x80 | 126)) + n.to_bytes(2, "big")
-        else:
-            header = bytes((first, 0x80 | 127)) + n.to_bytes(8, "big")
-        mask = self._masks.get(n)
-        if mask is None:
-            mask = self._masks[n] = int.from_bytes((self.mask * (n // 4 + 1))[:n], "big")
-        masked = (int.from_bytes(payload, "big") ^ mask).to_bytes(n, "big")
-        self.transport.write(header + self.mask + masked)
-
-    def send_text(self, payload: bytes) -> None:
-        self._write_frame(0x81, payload)
-
-    async def writable(self) -> None:
-        while self.paused and self.transport is not None:
-            self._resume = asyncio.get_running_loop().create_future()
-            await self._resume
-
-    def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self._write_frame(0x88, (1000).to_bytes(2, "big"))
-            self.transport.close()
+        super().connection_lost(exc)
+        self.wake()
 
 
 class _Worker:
@@ -236,53 +164,6 @@ class _Worker:
         self.win_lo = 0
         self.win_hi = 2**63
         self.body = base64.b64encode(b"x" * cfg.size).decode()
-
-    def on_text(self, conn: _Conn, payload: bytearray, now: int) -> None:
-        frame = orjson.loads(payload)
-        kind = frame.get("Type")
-        if kind == "Chat":
-            msg_id = frame.get("ID", 0)
-            if msg_id <= conn.last_id:
-                self.disorder += 1
-            conn.last_id = msg_id
-            sender = frame.get("S")
-            if sender is None:
-                return
-            seq, sent = frame["N"], frame["T"]
-            state = conn.per_sender.get(sender)
-            if state is None:
-                state = conn.per_sender[sender] = [0, -1]
-            if seq <= state[1]:
-                self.dups += 1
-                return
-            state[0] += 1
-            state[1] = seq
-            self.deliveries += 1
-            self.last_recv = now
-            if self.win_lo <= sent < self.win_hi:
-                self.window_deliveries += 1
-                latency = now - sent
-                bucket = latency // BUCKET_NS
-                self.hist[bucket] = self.hist.get(bucket, 0) + 1
-                if latency > self.max_ns:
-                    self.max_ns = latency
-                if sender == conn.index:
-                    self.window_accepted += 1
-            if sender == conn.index:
-                conn.echoed += 1
-                self._wake(conn)
-        elif kind == "Error":
-            self.errors += 1
-            conn.refused += 1
-            self._wake(conn)
-        elif kind == "Status" and not conn.ready.done():
-            conn.ready.set_result(None)
-
-    @staticmethod
-    def _wake(conn: _Conn) -> None:
-        waiter = conn.echo_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     async def connect(self) -> None:
         cfg = self.cfg
