@@ -149,6 +149,7 @@ def run_bench(
 @click.option("--synchronous", default="FULL", show_default=True, help="Of the spawned server.")
 @click.option("--pid", type=int, help="PID of the server at --url (for CPU and RSS).")
 @click.option("--server-arg", "server_args", multiple=True, help="Extra `serve` argument.")
+@click.option("--nonce", is_flag=True, help="Give every message a unique Nonce, as the page does.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "--postgres",
@@ -179,6 +180,7 @@ def bench(
     synchronous: str,
     pid: int | None,
     server_args: tuple[str, ...],
+    nonce: bool,
     as_json: bool,
     postgres: str | None,
     pg_servers: str,
@@ -189,6 +191,9 @@ def bench(
     with --baseline it also starts a bare broadcast server that stores nothing and reports
     chatlog's figures as ratios of it. Every run checks that no message was lost, repeated
     or reordered. Use 127.0.0.1 and bounded runs: this is a load generator.
+
+    With --nonce every message carries a unique "Nonce", as the chat page's do, so the bench
+    measures the path browsers take (the server looks each nonce up before storing it).
 
     With --spawn --postgres URL it also measures 1 and 2 (--pg-servers) servers sharing a
     temporary PostgreSQL database, clients spread round-robin over them, and reports their
@@ -213,6 +218,7 @@ def bench(
         procs=min(procs, clients),
         window=window,
         warmup=warmup if not messages else 0.0,
+        nonce=nonce,
     )
     if cfg.senders == 0:
         cfg = replace(cfg, duration=0.0, warmup=0.0, messages=0)

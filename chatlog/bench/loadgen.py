@@ -3,9 +3,10 @@
 N clients join R rooms; M of them send chat messages whose extra keys carry the sender's
 number ``S``, a per-sender sequence number ``N`` and the send time ``T``
 (``time.monotonic_ns``: CLOCK_MONOTONIC is system-wide on Linux, so several client processes
-share one clock). Every client checks, per sender, that sequence numbers arrive once and in
-order and that IDs only grow. Each client process runs :func:`worker_main`; its sockets are
-the minimal protocol of :mod:`chatlog.bench.wsclient`.
+share one clock); with ``Config.nonce`` each also carries a unique ``Nonce``, as the chat
+page's messages do. Every client checks, per sender, that sequence numbers arrive once and
+in order and that IDs only grow. Each client process runs :func:`worker_main`; its sockets
+are the minimal protocol of :mod:`chatlog.bench.wsclient`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import base64
 import contextlib
 import math
 import resource
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +55,8 @@ class Config:
     connect_timeout: float = 120.0
     #: Several servers sharing one database: clients connect round-robin over them.
     urls: tuple[str, ...] = ()
+    #: Every message carries a unique ``Nonce``, as the chat page's do.
+    nonce: bool = False
 
     def url_of(self, index: int) -> str:
         """The server client ``index`` connects to."""
@@ -164,6 +168,9 @@ class _Worker:
         self.win_lo = 0
         self.win_hi = 2**63
         self.body = base64.b64encode(b"x" * cfg.size).decode()
+        # Nonces start with a token of this process: unique across runs, so a server at
+        # --url that keeps its log never takes a new message for a retry of an old one.
+        self.token = secrets.token_hex(4)
 
     async def connect(self) -> None:
         cfg = self.cfg
@@ -185,7 +192,13 @@ class _Worker:
 
     async def run_sender(self, conn: _Conn, quota: int | None, start: int, end: int) -> None:
         cfg = self.cfg
-        prefix = f'{{"Message":"{self.body}","Author":"bench","S":{conn.index},"N":'
+        # One bytes template per sender, formatted per message (the body is base64 and the
+        # token hex: neither holds a %).
+        head = f'{{"Message":"{self.body}","Author":"bench","S":{conn.index},'
+        if cfg.nonce:
+            template = f'{head}"Nonce":"{self.token}-{conn.index}-%d","N":%d,"T":%d}}'.encode()
+        else:
+            template = f'{head}"N":%d,"T":%d}}'.encode()
         loop = asyncio.get_running_loop()
         clock = time.monotonic_ns
         window = cfg.inflight()
@@ -218,7 +231,8 @@ class _Worker:
             t = clock()
             if not self.first_send:
                 self.first_send = t
-            conn.send_text(f'{prefix}{conn.sent},"T":{t}}}'.encode())
+            seq = conn.sent
+            conn.send_text(template % (seq, seq, t) if cfg.nonce else template % (seq, t))
             conn.sent += 1
 
     async def run(self, start_ns: int, until_ns: int) -> dict[str, Any]:

@@ -104,6 +104,7 @@ def render(
         f"rate={'unlimited' if not cfg.rate else f'{cfg.rate:g}/s'} "
         + (f"messages={cfg.messages}" if cfg.messages else f"duration={cfg.duration:g} s")
         + f" procs={cfg.procs} window={cfg.inflight() if not cfg.rate else '-'}"
+        + (" nonce" if cfg.nonce else "")
     ]
     header = ["", *names] + (["ratio"] if ratios else [])
     header += [f"{name}/sqlite" for name in vs_sqlite]
