@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -65,3 +66,14 @@ def test_bench_nonce_delivers_everything() -> None:
     assert result["messages"] == 200 and result["deliveries"] == 200 * 5
     assert result["lost"] == result["duplicates"] == result["out_of_order"] == 0
     assert result["refused"] == 0
+
+
+def test_bench_retries_are_stored_once() -> None:
+    """Retried nonces are answered with the original's ID and leave one row per nonce."""
+    out = bench("--spawn", *SMALL, "--nonce", "--retry-share", "0.3")
+    assert out.returncode == 0, out.stderr
+    assert "stored once: yes (200 rows for 200 distinct nonces)" in out.stdout
+    rows = dict(re.findall(r"^(retries[\w ,]*?|lost|duplicates)\s+(\d+)$", out.stdout, re.M))
+    assert int(rows["retries sent"]) > 0
+    assert rows["retries answered, seen ID"] == rows["retries sent"]
+    assert rows["lost"] == rows["duplicates"] == "0"

@@ -24,9 +24,9 @@ from typing import Any
 import click
 
 from chatlog.bench.loadgen import Config
-from chatlog.bench.measure import measure
+from chatlog.bench.measure import measure, stored_once
 from chatlog.bench.postgres import spawn_cluster
-from chatlog.bench.report import notes_for, ratios_of, render, summarise
+from chatlog.bench.report import notes_for, ratios_of, render, stored_once_line, summarise
 from chatlog.bench.spawn import Launch, ServerProbe, Spawned, chatlog_argv, free_port
 
 
@@ -71,7 +71,7 @@ def run_bench(
                 workdir / "chatlog.log",
                 env,
             )
-            return Launch(server.url, server, ServerProbe(server.proc.pid))
+            return Launch(server.url, server, ServerProbe(server.proc.pid), sqlite=db)
 
         def spawn_baseline() -> Launch:
             port = free_port()
@@ -101,10 +101,14 @@ def run_bench(
                         launch.servers.wait_ready()
                     echo(f"run {i + 1}/{repeat}: {target.name} at {launch.url}")
                     run_cfg = replace(cfg, url=launch.url, urls=launch.urls)
-                    target.runs.append(measure(run_cfg, launch.probe))
+                    run = measure(run_cfg, launch.probe)
                 finally:
                     if launch.servers:
                         launch.servers.stop()
+                if launch.sqlite is not None and cfg.nonce:
+                    # After stop: the server has committed and closed the file.
+                    run |= stored_once(launch.sqlite, run["distinct_nonces"])
+                target.runs.append(run)
         summaries = {t.name: summarise(t.runs) for t in targets}
         ratios = ratios_of(summaries[main], summaries["baseline"]) if baseline else {}
         vs_sqlite = {
@@ -150,6 +154,12 @@ def run_bench(
 @click.option("--pid", type=int, help="PID of the server at --url (for CPU and RSS).")
 @click.option("--server-arg", "server_args", multiple=True, help="Extra `serve` argument.")
 @click.option("--nonce", is_flag=True, help="Give every message a unique Nonce, as the page does.")
+@click.option(
+    "--retry-share",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    help="With --nonce: share of sends that repeat a recent message, nonce and all [0].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "--postgres",
@@ -181,6 +191,7 @@ def bench(
     pid: int | None,
     server_args: tuple[str, ...],
     nonce: bool,
+    retry_share: float,
     as_json: bool,
     postgres: str | None,
     pg_servers: str,
@@ -194,6 +205,9 @@ def bench(
 
     With --nonce every message carries a unique "Nonce", as the chat page's do, so the bench
     measures the path browsers take (the server looks each nonce up before storing it).
+    --retry-share F makes that share of sends a repeat of a recent message, as a client does
+    after a lost ack; on a spawned SQLite server the bench then checks that the log holds
+    one row per distinct nonce ("stored once") and fails if not.
 
     With --spawn --postgres URL it also measures 1 and 2 (--pg-servers) servers sharing a
     temporary PostgreSQL database, clients spread round-robin over them, and reports their
@@ -203,9 +217,12 @@ def bench(
     Example:
         chatlog bench --spawn --baseline --clients 100 --senders 10 --duration 4 --repeat 3
         chatlog bench --spawn --postgres postgresql://postgres@127.0.0.1/test --repeat 3
+        chatlog bench --spawn --nonce --retry-share 0.3 --clients 20 --senders 5
     """
     if postgres and not spawn:
         raise click.UsageError("--postgres needs --spawn (the bench starts those servers)")
+    if retry_share and not nonce:
+        raise click.UsageError("--retry-share needs --nonce (a retry repeats a message's nonce)")
     cfg = Config(
         url=url,
         clients=clients,
@@ -219,6 +236,7 @@ def bench(
         window=window,
         warmup=warmup if not messages else 0.0,
         nonce=nonce,
+        retry_share=retry_share,
     )
     if cfg.senders == 0:
         cfg = replace(cfg, duration=0.0, warmup=0.0, messages=0)
@@ -236,10 +254,21 @@ def bench(
     )
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
-        return
-    click.echo(render(cfg, report["results"], report["ratios"], report["vs_sqlite"]))
-    for note in report["notes"]:
-        click.echo(f"note: {note}")
+    else:
+        click.echo(render(cfg, report["results"], report["ratios"], report["vs_sqlite"]))
+        for note in report["notes"]:
+            click.echo(f"note: {note}")
+        for summary in report["results"].values():
+            line = stored_once_line(summary)
+            if line:
+                click.echo(line)
+    for name, runs in report["runs"].items():
+        for i, run in enumerate(runs, 1):
+            if run["stored_once"] is False:
+                raise click.ClickException(
+                    f"{name} run {i}: {run['stored_rows']} rows in the log for "
+                    f"{run['distinct_nonces']} distinct nonces: not stored once"
+                )
 
 
 def _server_counts(text: str) -> tuple[int, ...]:

@@ -15,9 +15,11 @@ import asyncio
 import base64
 import contextlib
 import math
+import random
 import resource
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +37,9 @@ INFLIGHT_TARGET = 10_000
 QUIET = 0.3
 #: Most seconds the drain phase may last.
 DRAIN_MAX = 10.0
+#: A retry repeats one of the sender's last this many messages, answered or still in flight
+#: (so a retry meets its original both in the log and in the same commit batch).
+RECENT = 32
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class Config:
     urls: tuple[str, ...] = ()
     #: Every message carries a unique ``Nonce``, as the chat page's do.
     nonce: bool = False
+    #: Share of sends that repeat a recent message, same bytes and nonce (needs ``nonce``).
+    retry_share: float = 0.0
 
     def url_of(self, index: int) -> str:
         """The server client ``index`` connects to."""
@@ -94,6 +101,18 @@ class _Conn(WebSocketClient):
         self.echoed = 0
         self.refused = 0
         self.echo_waiter: asyncio.Future[None] | None = None
+        # retries: the last RECENT (seq, frame) sent, retries awaiting an answer by seq, and
+        # the IDs this client's own messages came back with (of recent or pending seqs only)
+        self.recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT)
+        self.pending: dict[int, int] = {}
+        self.own_ids: dict[int, int] = {}
+        self.retries = 0
+        self.retries_answered = 0
+        self.retries_same_id = 0
+
+    def unanswered(self) -> int:
+        """Sends, retries included, that got neither their Chat frame nor an Error yet."""
+        return self.sent + self.retries - self.echoed - self.retries_answered - self.refused
 
     def on_text(self, payload: bytearray, now: int) -> None:
         w = self.w
@@ -101,10 +120,12 @@ class _Conn(WebSocketClient):
         kind = frame.get("Type")
         if kind == "Chat":
             msg_id = frame.get("ID", 0)
+            sender = frame.get("S")
+            if self.pending and sender == self.index and self._retry_answer(frame["N"], msg_id):
+                return
             if msg_id <= self.last_id:
                 w.disorder += 1
             self.last_id = msg_id
-            sender = frame.get("S")
             if sender is None:
                 return
             seq, sent = frame["N"], frame["T"]
@@ -129,6 +150,8 @@ class _Conn(WebSocketClient):
                     w.window_accepted += 1
             if sender == self.index:
                 self.echoed += 1
+                if self.recent and (seq >= self.sent - RECENT or seq in self.pending):
+                    self.own_ids[seq] = msg_id
                 self.wake()
         elif kind == "Error":
             w.errors += 1
@@ -136,6 +159,40 @@ class _Conn(WebSocketClient):
             self.wake()
         elif kind == "Status" and not self.ready.done():
             self.ready.set_result(None)
+
+    def _retry_answer(self, seq: int, msg_id: int) -> bool:
+        """Count the Chat frame of own message ``seq`` as a retry's answer if it is one: the
+        server answers a retry only after the original's frame, to the retrier alone."""
+        mine = self.per_sender.get(self.index)
+        waiting = self.pending.get(seq, 0)
+        if mine is None or seq > mine[1] or not waiting:
+            return False  # the original's frame, or (seen twice, nothing pending) a duplicate
+        if waiting > 1:
+            self.pending[seq] = waiting - 1
+        else:
+            del self.pending[seq]
+        self.retries_answered += 1
+        if self.own_ids.get(seq) == msg_id:
+            self.retries_same_id += 1
+        if seq < self.sent - RECENT and seq not in self.pending:
+            self.own_ids.pop(seq, None)
+        self.wake()
+        return True
+
+    def send_fresh(self, seq: int, frame: bytes, retrying: bool) -> None:
+        """Send a new message, remembered for retries when ``retrying``."""
+        self.send_text(frame)
+        self.sent += 1
+        if retrying:
+            self.recent.append((seq, frame))
+            if seq - RECENT not in self.pending:
+                self.own_ids.pop(seq - RECENT, None)
+
+    def send_retry(self, seq: int, frame: bytes) -> None:
+        """Send message ``seq`` again, byte for byte, as a client whose ack was lost would."""
+        self.pending[seq] = self.pending.get(seq, 0) + 1
+        self.retries += 1
+        self.send_text(frame)
 
     def wake(self) -> None:
         """Wake the sender waiting for an answer (its window is full)."""
@@ -199,6 +256,8 @@ class _Worker:
             template = f'{head}"Nonce":"{self.token}-{conn.index}-%d","N":%d,"T":%d}}'.encode()
         else:
             template = f'{head}"N":%d,"T":%d}}'.encode()
+        share = cfg.retry_share
+        rng = random.Random(conn.index)
         loop = asyncio.get_running_loop()
         clock = time.monotonic_ns
         window = cfg.inflight()
@@ -220,7 +279,7 @@ class _Worker:
                     await asyncio.sleep(wait)
                 next_at += interval
             else:
-                while conn.sent - conn.echoed - conn.refused >= window:
+                while conn.unanswered() >= window:
                     conn.echo_waiter = loop.create_future()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(conn.echo_waiter, 1.0)
@@ -231,9 +290,12 @@ class _Worker:
             t = clock()
             if not self.first_send:
                 self.first_send = t
-            seq = conn.sent
-            conn.send_text(template % (seq, seq, t) if cfg.nonce else template % (seq, t))
-            conn.sent += 1
+            if share and conn.recent and rng.random() < share:
+                conn.send_retry(*rng.choice(conn.recent))
+            else:
+                seq = conn.sent
+                frame = template % (seq, seq, t) if cfg.nonce else template % (seq, t)
+                conn.send_fresh(seq, frame, bool(share))
 
     async def run(self, start_ns: int, until_ns: int) -> dict[str, Any]:
         cfg = self.cfg
@@ -263,7 +325,7 @@ class _Worker:
         seen = -1
         while time.monotonic() < drain_end:
             await asyncio.sleep(QUIET)
-            echoes_due = any(c.sent > c.echoed + c.refused and c.transport for c in senders)
+            echoes_due = any(c.unanswered() > 0 and c.transport for c in senders)
             if self.deliveries == seen and not echoes_due:
                 break
             seen = self.deliveries
@@ -271,6 +333,9 @@ class _Worker:
             "proc": self.proc,
             "sent": {c.index: c.sent for c in senders},
             "refused": {c.index: c.refused for c in senders},
+            "retries": sum(c.retries for c in senders),
+            "retries_answered": sum(c.retries_answered for c in senders),
+            "retries_same_id": sum(c.retries_same_id for c in senders),
             "recv": [(c.room, {s: st[0] for s, st in c.per_sender.items()}) for c in self.conns],
             "rooms_of_senders": {c.index: c.room for c in senders},
             "hist": self.hist,

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import math
 import multiprocessing as mp
+import sqlite3
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -190,6 +192,14 @@ def _merge(
         "duplicates": sum(p["dups"] for p in parts),
         "out_of_order": sum(p["disorder"] for p in parts),
         "refused": sum(refused.values()),
+        "retries": sum(p["retries"] for p in parts),
+        "retries_answered": sum(p["retries_answered"] for p in parts),
+        "retries_same_id": sum(p["retries_same_id"] for p in parts),
+        # Each new message has a nonce of its own; a retry repeats one.
+        "distinct_nonces": sum(sent.values()) if cfg.nonce else None,
+        # Filled in by stored_once() once a spawned SQLite server has stopped.
+        "stored_rows": None,
+        "stored_once": None,
         "server_closes": closes,
         "client_cpu_busy": busy,
         "client_saturated": busy >= SATURATED,
@@ -206,3 +216,11 @@ def _merge(
         ),
     }
     return result
+
+
+def stored_once(db: Path, distinct_nonces: int) -> dict[str, Any]:
+    """Count the rows of a stopped server's SQLite log: one per distinct nonce sent, or a
+    retry was stored twice (or a message not at all)."""
+    with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
+        (rows,) = conn.execute("SELECT count(*) FROM messages").fetchone()
+    return {"stored_rows": rows, "stored_once": rows == distinct_nonces}

@@ -117,3 +117,5 @@ class Launch:
     servers: Running | None
     probe: ServerProbe | None
     urls: tuple[str, ...] = ()
+    #: The database file of a chatlog server the bench spawned on SQLite (read after a run).
+    sqlite: Path | None = None
