@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -25,16 +26,21 @@ FIELDS = {
 SMALL = ("--clients", "5", "--senders", "2", "--messages", "200")
 
 
-def test_bench_spawn_baseline_smoke() -> None:
-    """A small spawned run against chatlog and the baseline loses and repeats nothing."""
-    out = subprocess.run(
-        [sys.executable, "-m", "chatlog", "bench", "--spawn", "--baseline", *SMALL, "--json"],
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `chatlog bench` with ``args`` in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "chatlog", "bench", *args],
         capture_output=True,
         text=True,
         timeout=90,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         check=False,
     )
+
+
+def test_bench_spawn_baseline_smoke() -> None:
+    """A small spawned run against chatlog and the baseline loses and repeats nothing."""
+    out = bench("--spawn", "--baseline", *SMALL, "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert set(report["results"]) == {"chatlog", "baseline"}
@@ -48,3 +54,26 @@ def test_bench_spawn_baseline_smoke() -> None:
         assert result["server_cpu_s"] is not None and result["server_peak_rss_mib"] > 0
     assert report["results"]["chatlog"]["rows_per_commit"] is not None
     assert {"deliveries_per_s", "latency_ms.p99"} <= set(report["ratios"])
+
+
+def test_bench_nonce_delivers_everything() -> None:
+    """With --nonce every message, each with its own Nonce, reaches every client once."""
+    out = bench("--spawn", *SMALL, "--nonce", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["config"]["nonce"] is True
+    result = report["results"]["chatlog"]
+    assert result["messages"] == 200 and result["deliveries"] == 200 * 5
+    assert result["lost"] == result["duplicates"] == result["out_of_order"] == 0
+    assert result["refused"] == 0
+
+
+def test_bench_retries_are_stored_once() -> None:
+    """Retried nonces are answered with the original's ID and leave one row per nonce."""
+    out = bench("--spawn", *SMALL, "--nonce", "--retry-share", "0.3")
+    assert out.returncode == 0, out.stderr
+    assert "stored once: yes (200 rows for 200 distinct nonces)" in out.stdout
+    rows = dict(re.findall(r"^(retries[\w ,]*?|lost|duplicates)\s+(\d+)$", out.stdout, re.M))
+    assert int(rows["retries sent"]) > 0
+    assert rows["retries answered, seen ID"] == rows["retries sent"]
+    assert rows["lost"] == rows["duplicates"] == "0"

@@ -5,7 +5,8 @@ on connect, then every text frame it receives is parsed, stamped with ``Type``, 
 ``ID`` and ``Room``, encoded once and sent to every socket of the room with ``send_frame``
 one client after another ("naive" fan-out, the way most broadcast servers are written).
 No database, no validation, no queues: whatever chatlog costs on top of this is the price of
-its guarantees.
+its guarantees. Only a repeated ``Nonce`` (``chatlog bench --retry-share``) is remembered, in
+memory, and answered as chatlog does: to its sender alone, with the original's ``ID``.
 
 Run it with ``python -m chatlog.bench.baseline --port 8090``.
 """
@@ -23,11 +24,14 @@ from aiohttp import WSMsgType, web
 
 ROOMS = web.AppKey("rooms", dict)
 COUNTER = web.AppKey("counter", itertools.count)
+#: (room, nonce) -> the ID of the message first sent with it
+NONCES = web.AppKey("nonces", dict)
 
 
 async def _ws(request: web.Request) -> web.StreamResponse:
     rooms: dict[str, dict[int, web.WebSocketResponse]] = request.app[ROOMS]
     ids: itertools.count[int] = request.app[COUNTER]
+    nonces: dict[tuple[str, str], int] = request.app[NONCES]
     room_name = request.query.get("room", "main")
     ws = web.WebSocketResponse(compress=False)
     await ws.prepare(request)
@@ -41,8 +45,18 @@ async def _ws(request: web.Request) -> web.StreamResponse:
             frame: dict[str, Any] = orjson.loads(msg.data)
             frame["Type"] = "Chat"
             frame["Sent"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-            frame["ID"] = next(ids)
             frame["Room"] = room_name
+            nonce = frame.get("Nonce")
+            if isinstance(nonce, str):
+                original = nonces.get((room_name, nonce))
+                if original is not None:
+                    frame["ID"] = original
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await ws.send_frame(orjson.dumps(frame), WSMsgType.TEXT)
+                    continue
+                frame["ID"] = nonces[(room_name, nonce)] = next(ids)
+            else:
+                frame["ID"] = next(ids)
             data = orjson.dumps(frame)
             for peer in list(room.values()):
                 with contextlib.suppress(ConnectionError, RuntimeError):
@@ -61,6 +75,7 @@ def create_app() -> web.Application:
     app = web.Application()
     app[ROOMS] = {}
     app[COUNTER] = itertools.count(1)
+    app[NONCES] = {}
     app.router.add_get("/ws", _ws)
     app.router.add_get("/healthz", _healthz)
     return app

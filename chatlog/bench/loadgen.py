@@ -3,12 +3,10 @@
 N clients join R rooms; M of them send chat messages whose extra keys carry the sender's
 number ``S``, a per-sender sequence number ``N`` and the send time ``T``
 (``time.monotonic_ns``: CLOCK_MONOTONIC is system-wide on Linux, so several client processes
-share one clock). Every client checks, per sender, that sequence numbers arrive once and in
-order and that IDs only grow. Each client process runs :func:`worker_main`.
-
-The clients are a minimal asyncio ``Protocol`` that parses unmasked server frames straight
-from ``data_received``: with aiohttp's client, the load generator would be the bottleneck it
-is meant to measure.
+share one clock); with ``Config.nonce`` each also carries a unique ``Nonce``, as the chat
+page's messages do. Every client checks, per sender, that sequence numbers arrive once and
+in order and that IDs only grow. Each client process runs :func:`worker_main`; its sockets
+are the minimal protocol of :mod:`chatlog.bench.wsclient`.
 """
 
 from __future__ import annotations
@@ -17,15 +15,18 @@ import asyncio
 import base64
 import contextlib
 import math
-import os
+import random
 import resource
+import secrets
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
+from chatlog.bench.wsclient import WebSocketClient
 from chatlog.loops import new_event_loop
 
 #: Width of a latency histogram bucket, in nanoseconds (10 µs).
@@ -36,6 +37,9 @@ INFLIGHT_TARGET = 10_000
 QUIET = 0.3
 #: Most seconds the drain phase may last.
 DRAIN_MAX = 10.0
+#: A retry repeats one of the sender's last this many messages, answered or still in flight
+#: (so a retry meets its original both in the log and in the same commit batch).
+RECENT = 32
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,10 @@ class Config:
     connect_timeout: float = 120.0
     #: Several servers sharing one database: clients connect round-robin over them.
     urls: tuple[str, ...] = ()
+    #: Every message carries a unique ``Nonce``, as the chat page's do.
+    nonce: bool = False
+    #: Share of sends that repeat a recent message, same bytes and nonce (needs ``nonce``).
+    retry_share: float = 0.0
 
     def url_of(self, index: int) -> str:
         """The server client ``index`` connects to."""
@@ -78,142 +86,123 @@ class Config:
 # --- the client side, run in worker processes ----------------------------------------------
 
 
-class _Conn(asyncio.Protocol):
-    """One WebSocket client connection, parsing frames by hand."""
+class _Conn(WebSocketClient):
+    """One client: what it saw of each sender, and, if it sends, its own bookkeeping."""
 
     def __init__(self, worker: _Worker, index: int, room: str) -> None:
+        super().__init__(worker.cfg.url_of(index), room)
         self.w = worker
         self.index = index
-        self.room = room
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.upgraded = False
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.last_id = -1
         #: sender number -> [distinct messages received, last sequence number]
         self.per_sender: dict[int, list[int]] = {}
-        self.close_code: int | None = None
-        self.mask = os.urandom(4)
-        self._masks: dict[int, int] = {}
-        self.paused = False
-        self._resume: asyncio.Future[None] | None = None
         # sender bookkeeping
         self.sent = 0
         self.echoed = 0
         self.refused = 0
         self.echo_waiter: asyncio.Future[None] | None = None
+        # retries: the last RECENT (seq, frame) sent, retries awaiting an answer by seq, and
+        # the IDs this client's own messages came back with (of recent or pending seqs only)
+        self.recent: deque[tuple[int, bytes]] = deque(maxlen=RECENT)
+        self.pending: dict[int, int] = {}
+        self.own_ids: dict[int, int] = {}
+        self.retries = 0
+        self.retries_answered = 0
+        self.retries_same_id = 0
 
-    # protocol callbacks
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        parts = urlsplit(self.w.cfg.url_of(self.index))
-        sep = "&" if parts.query else ""
-        target = f"{parts.path or '/'}?{parts.query}{sep}room={self.room}"
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.transport.write(
-            (
-                f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
+    def unanswered(self) -> int:
+        """Sends, retries included, that got neither their Chat frame nor an Error yet."""
+        return self.sent + self.retries - self.echoed - self.retries_answered - self.refused
 
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        if not self.upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
+    def on_text(self, payload: bytearray, now: int) -> None:
+        w = self.w
+        frame = orjson.loads(payload)
+        kind = frame.get("Type")
+        if kind == "Chat":
+            msg_id = frame.get("ID", 0)
+            sender = frame.get("S")
+            if self.pending and sender == self.index and self._retry_answer(frame["N"], msg_id):
                 return
-            status = bytes(buf[: buf.find(b"\r\n")])
-            if b" 101 " not in status:
-                self._fail(RuntimeError(f"handshake refused: {status.decode(errors='replace')}"))
+            if msg_id <= self.last_id:
+                w.disorder += 1
+            self.last_id = msg_id
+            if sender is None:
                 return
-            del buf[: end + 4]
-            self.upgraded = True
-        now = time.monotonic_ns()
-        pos, n = 0, len(buf)
-        on_text = self.w.on_text
-        while n - pos >= 2:
-            b1 = buf[pos + 1] & 0x7F
-            if b1 < 126:
-                head, length = 2, b1
-            elif b1 == 126:
-                if n - pos < 4:
-                    break
-                head, length = 4, int.from_bytes(buf[pos + 2 : pos + 4], "big")
-            else:
-                if n - pos < 10:
-                    break
-                head, length = 10, int.from_bytes(buf[pos + 2 : pos + 10], "big")
-            end = pos + head + length
-            if end > n:
-                break
-            opcode = buf[pos] & 0x0F
-            if opcode == 1:
-                on_text(self, buf[pos + head : end], now)
-            elif opcode == 8:
-                payload = bytes(buf[pos + head : end])
-                self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-                self._write_frame(0x88, payload[:2])
-                if self.transport is not None:
-                    self.transport.close()
-            elif opcode == 9:
-                self._write_frame(0x8A, bytes(buf[pos + head : end]))
-            pos = end
-        del buf[:pos]
+            seq, sent = frame["N"], frame["T"]
+            state = self.per_sender.get(sender)
+            if state is None:
+                state = self.per_sender[sender] = [0, -1]
+            if seq <= state[1]:
+                w.dups += 1
+                return
+            state[0] += 1
+            state[1] = seq
+            w.deliveries += 1
+            w.last_recv = now
+            if w.win_lo <= sent < w.win_hi:
+                w.window_deliveries += 1
+                latency = now - sent
+                bucket = latency // BUCKET_NS
+                w.hist[bucket] = w.hist.get(bucket, 0) + 1
+                if latency > w.max_ns:
+                    w.max_ns = latency
+                if sender == self.index:
+                    w.window_accepted += 1
+            if sender == self.index:
+                self.echoed += 1
+                if self.recent and (seq >= self.sent - RECENT or seq in self.pending):
+                    self.own_ids[seq] = msg_id
+                self.wake()
+        elif kind == "Error":
+            w.errors += 1
+            self.refused += 1
+            self.wake()
+        elif kind == "Status" and not self.ready.done():
+            self.ready.set_result(None)
+
+    def _retry_answer(self, seq: int, msg_id: int) -> bool:
+        """Count the Chat frame of own message ``seq`` as a retry's answer if it is one: the
+        server answers a retry only after the original's frame, to the retrier alone."""
+        mine = self.per_sender.get(self.index)
+        waiting = self.pending.get(seq, 0)
+        if mine is None or seq > mine[1] or not waiting:
+            return False  # the original's frame, or (seen twice, nothing pending) a duplicate
+        if waiting > 1:
+            self.pending[seq] = waiting - 1
+        else:
+            del self.pending[seq]
+        self.retries_answered += 1
+        if self.own_ids.get(seq) == msg_id:
+            self.retries_same_id += 1
+        if seq < self.sent - RECENT and seq not in self.pending:
+            self.own_ids.pop(seq, None)
+        self.wake()
+        return True
+
+    def send_fresh(self, seq: int, frame: bytes, retrying: bool) -> None:
+        """Send a new message, remembered for retries when ``retrying``."""
+        self.send_text(frame)
+        self.sent += 1
+        if retrying:
+            self.recent.append((seq, frame))
+            if seq - RECENT not in self.pending:
+                self.own_ids.pop(seq - RECENT, None)
+
+    def send_retry(self, seq: int, frame: bytes) -> None:
+        """Send message ``seq`` again, byte for byte, as a client whose ack was lost would."""
+        self.pending[seq] = self.pending.get(seq, 0) + 1
+        self.retries += 1
+        self.send_text(frame)
+
+    def wake(self) -> None:
+        """Wake the sender waiting for an answer (its window is full)."""
+        waiter = self.echo_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if self.close_code is None:
-            self.close_code = 1006
-        self._fail(ConnectionError("connection lost"))
-        if self.echo_waiter is not None and not self.echo_waiter.done():
-            self.echo_waiter.set_result(None)
-        if self._resume is not None and not self._resume.done():
-            self._resume.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self._resume is not None and not self._resume.done():
-            self._resume.set_result(None)
-
-    def _fail(self, exc: BaseException) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(exc)
-
-    # sending
-    def _write_frame(self, first: int, payload: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
-        n = len(payload)
-        if n < 126:
-            header = bytes((first, 0x80 | n))
-        elif n < 65536:
-            header = bytes((first, 0x80 | 126)) + n.to_bytes(2, "big")
-        else:
-            header = bytes((first, 0x80 | 127)) + n.to_bytes(8, "big")
-        mask = self._masks.get(n)
-        if mask is None:
-            mask = self._masks[n] = int.from_bytes((self.mask * (n // 4 + 1))[:n], "big")
-        masked = (int.from_bytes(payload, "big") ^ mask).to_bytes(n, "big")
-        self.transport.write(header + self.mask + masked)
-
-    def send_text(self, payload: bytes) -> None:
-        self._write_frame(0x81, payload)
-
-    async def writable(self) -> None:
-        while self.paused and self.transport is not None:
-            self._resume = asyncio.get_running_loop().create_future()
-            await self._resume
-
-    def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self._write_frame(0x88, (1000).to_bytes(2, "big"))
-            self.transport.close()
+        super().connection_lost(exc)
+        self.wake()
 
 
 class _Worker:
@@ -236,53 +225,9 @@ class _Worker:
         self.win_lo = 0
         self.win_hi = 2**63
         self.body = base64.b64encode(b"x" * cfg.size).decode()
-
-    def on_text(self, conn: _Conn, payload: bytearray, now: int) -> None:
-        frame = orjson.loads(payload)
-        kind = frame.get("Type")
-        if kind == "Chat":
-            msg_id = frame.get("ID", 0)
-            if msg_id <= conn.last_id:
-                self.disorder += 1
-            conn.last_id = msg_id
-            sender = frame.get("S")
-            if sender is None:
-                return
-            seq, sent = frame["N"], frame["T"]
-            state = conn.per_sender.get(sender)
-            if state is None:
-                state = conn.per_sender[sender] = [0, -1]
-            if seq <= state[1]:
-                self.dups += 1
-                return
-            state[0] += 1
-            state[1] = seq
-            self.deliveries += 1
-            self.last_recv = now
-            if self.win_lo <= sent < self.win_hi:
-                self.window_deliveries += 1
-                latency = now - sent
-                bucket = latency // BUCKET_NS
-                self.hist[bucket] = self.hist.get(bucket, 0) + 1
-                if latency > self.max_ns:
-                    self.max_ns = latency
-                if sender == conn.index:
-                    self.window_accepted += 1
-            if sender == conn.index:
-                conn.echoed += 1
-                self._wake(conn)
-        elif kind == "Error":
-            self.errors += 1
-            conn.refused += 1
-            self._wake(conn)
-        elif kind == "Status" and not conn.ready.done():
-            conn.ready.set_result(None)
-
-    @staticmethod
-    def _wake(conn: _Conn) -> None:
-        waiter = conn.echo_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        # Nonces start with a token of this process: unique across runs, so a server at
+        # --url that keeps its log never takes a new message for a retry of an old one.
+        self.token = secrets.token_hex(4)
 
     async def connect(self) -> None:
         cfg = self.cfg
@@ -304,7 +249,15 @@ class _Worker:
 
     async def run_sender(self, conn: _Conn, quota: int | None, start: int, end: int) -> None:
         cfg = self.cfg
-        prefix = f'{{"Message":"{self.body}","Author":"bench","S":{conn.index},"N":'
+        # One bytes template per sender, formatted per message (the body is base64 and the
+        # token hex: neither holds a %).
+        head = f'{{"Message":"{self.body}","Author":"bench","S":{conn.index},'
+        if cfg.nonce:
+            template = f'{head}"Nonce":"{self.token}-{conn.index}-%d","N":%d,"T":%d}}'.encode()
+        else:
+            template = f'{head}"N":%d,"T":%d}}'.encode()
+        share = cfg.retry_share
+        rng = random.Random(conn.index)
         loop = asyncio.get_running_loop()
         clock = time.monotonic_ns
         window = cfg.inflight()
@@ -326,7 +279,7 @@ class _Worker:
                     await asyncio.sleep(wait)
                 next_at += interval
             else:
-                while conn.sent - conn.echoed - conn.refused >= window:
+                while conn.unanswered() >= window:
                     conn.echo_waiter = loop.create_future()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(conn.echo_waiter, 1.0)
@@ -337,8 +290,12 @@ class _Worker:
             t = clock()
             if not self.first_send:
                 self.first_send = t
-            conn.send_text(f'{prefix}{conn.sent},"T":{t}}}'.encode())
-            conn.sent += 1
+            if share and conn.recent and rng.random() < share:
+                conn.send_retry(*rng.choice(conn.recent))
+            else:
+                seq = conn.sent
+                frame = template % (seq, seq, t) if cfg.nonce else template % (seq, t)
+                conn.send_fresh(seq, frame, bool(share))
 
     async def run(self, start_ns: int, until_ns: int) -> dict[str, Any]:
         cfg = self.cfg
@@ -368,7 +325,7 @@ class _Worker:
         seen = -1
         while time.monotonic() < drain_end:
             await asyncio.sleep(QUIET)
-            echoes_due = any(c.sent > c.echoed + c.refused and c.transport for c in senders)
+            echoes_due = any(c.unanswered() > 0 and c.transport for c in senders)
             if self.deliveries == seen and not echoes_due:
                 break
             seen = self.deliveries
@@ -376,6 +333,9 @@ class _Worker:
             "proc": self.proc,
             "sent": {c.index: c.sent for c in senders},
             "refused": {c.index: c.refused for c in senders},
+            "retries": sum(c.retries for c in senders),
+            "retries_answered": sum(c.retries_answered for c in senders),
+            "retries_same_id": sum(c.retries_same_id for c in senders),
             "recv": [(c.room, {s: st[0] for s, st in c.per_sender.items()}) for c in self.conns],
             "rooms_of_senders": {c.index: c.room for c in senders},
             "hist": self.hist,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from chatlog.bench.command import ServerProbe, Spawned, _free_port, chatlog_argv
+from chatlog.bench.spawn import Launch, ServerProbe, Spawned, chatlog_argv, free_port
 
 
 def _plain(url: str, database: str) -> str:
@@ -53,13 +53,13 @@ class Cluster:
         db_url = _plain(server, self.database)
         self.servers: list[Spawned] = []
         for i in range(count):
-            port = _free_port()
+            port = free_port()
             argv = chatlog_argv(port, db_url, synchronous, server_args)
             self.servers.append(Spawned(argv, port, workdir / f"postgres-{i}.log", env))
 
     @property
-    def urls(self) -> list[str]:
-        return [s.url for s in self.servers]
+    def urls(self) -> tuple[str, ...]:
+        return tuple(s.url for s in self.servers)
 
     def wait_ready(self) -> None:
         for server in self.servers:
@@ -95,8 +95,8 @@ def spawn_cluster(
     server_args: tuple[str, ...],
     workdir: Path,
     env: dict[str, str],
-) -> tuple[str, Cluster, ProbeGroup]:
-    """A bench target: the first server's URL, the cluster (``urls``, ``wait_ready``,
-    ``stop``) and a probe over all its processes."""
+) -> Launch:
+    """A bench target: the cluster, its servers' URLs and a probe over all its processes."""
     cluster = Cluster(server, count, synchronous, server_args, workdir, env)
-    return cluster.urls[0], cluster, ProbeGroup([s.proc.pid for s in cluster.servers])
+    probe = ProbeGroup([s.proc.pid for s in cluster.servers])
+    return Launch(cluster.urls[0], cluster, probe, cluster.urls)

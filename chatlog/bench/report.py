@@ -16,13 +16,30 @@ def _median(values: list[Any]) -> Any:
     return statistics.median(numbers)
 
 
+#: Counters summed over repeated runs (losses are never hidden in a median).
+SUMMED = (
+    "lost",
+    "duplicates",
+    "out_of_order",
+    "refused",
+    "retries",
+    "retries_answered",
+    "retries_same_id",
+    "distinct_nonces",
+    "stored_rows",
+)
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-field medians over repeated runs; loss counters are summed, never hidden."""
+    """Per-field medians over repeated runs; counters are summed, and "stored once" holds
+    only if it held in every run."""
     out: dict[str, Any] = {}
     for key, first in runs[0].items():
         values = [r[key] for r in runs]
-        if key in ("lost", "duplicates", "out_of_order", "refused"):
-            out[key] = sum(values)
+        if key in SUMMED:
+            out[key] = None if None in values else sum(values)
+        elif key == "stored_once":
+            out[key] = None if None in values else all(values)
         elif key == "client_saturated":
             out[key] = any(values)
         elif isinstance(first, dict) and key == "latency_ms":
@@ -56,6 +73,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("duplicates", "duplicates", "{}"),
     ("out of order", "out_of_order", "{}"),
     ("refused", "refused", "{}"),
+)
+#: Shown when the run retried (--retry-share).
+RETRY_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("retries sent", "retries", "{}"),
+    ("retries answered", "retries_answered", "{}"),
+    ("retries answered, seen ID", "retries_same_id", "{}"),
 )
 #: Ratios worth reporting (chatlog / baseline); latency ratios: lower is better.
 RATIOS = (
@@ -104,11 +127,13 @@ def render(
         f"rate={'unlimited' if not cfg.rate else f'{cfg.rate:g}/s'} "
         + (f"messages={cfg.messages}" if cfg.messages else f"duration={cfg.duration:g} s")
         + f" procs={cfg.procs} window={cfg.inflight() if not cfg.rate else '-'}"
+        + (" nonce" if cfg.nonce else "")
+        + (f" retry-share={cfg.retry_share:g}" if cfg.retry_share else "")
     ]
     header = ["", *names] + (["ratio"] if ratios else [])
     header += [f"{name}/sqlite" for name in vs_sqlite]
     rows = [header]
-    for label, path, fmt in ROWS:
+    for label, path, fmt in ROWS + (RETRY_ROWS if cfg.retry_share else ()):
         row = [label] + [_fmt(fmt, _get(summaries[n], path)) for n in names]
         if ratios:
             row.append(_fmt("{:.2f}x", ratios.get(path)))
@@ -139,6 +164,20 @@ def notes_for(summaries: dict[str, dict[str, Any]]) -> list[str]:
                 f"{name}: {s['lost']} lost, {s['duplicates']} duplicated, "
                 f"{s['out_of_order']} out of order"
             )
+        if s["retries"] and s["retries_same_id"] != s["retries"]:
+            notes.append(
+                f"{name}: of {s['retries']} retries, {s['retries_answered']} were answered, "
+                f"{s['retries_same_id']} with the ID their original was stored under"
+            )
         if s["server_closes"]:
             notes.append(f"{name}: server closed clients with codes {s['server_closes']}")
     return notes
+
+
+def stored_once_line(summary: dict[str, Any]) -> str | None:
+    """Whether each distinct nonce became exactly one row (spawned SQLite servers only)."""
+    if summary.get("stored_once") is None:
+        return None
+    verdict = "yes" if summary["stored_once"] else "NO"
+    rows, nonces = summary["stored_rows"], summary["distinct_nonces"]
+    return f"stored once: {verdict} ({rows} rows for {nonces} distinct nonces)"
