@@ -7,10 +7,10 @@ saw into one set of figures: throughput, the latency histogram's quantiles, loss
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import multiprocessing as mp
-import sqlite3
 import sys
 import time
 import urllib.request
@@ -22,6 +22,8 @@ import click
 
 from chatlog.bench.loadgen import BUCKET_NS, Config, raise_nofile, worker_main
 from chatlog.bench.spawn import ServerProbe
+from chatlog.log.open import open_log
+from chatlog.settings import database_url
 
 #: A client process busier than this fraction of one core is reported as saturated.
 SATURATED = 0.9
@@ -219,8 +221,16 @@ def _merge(
 
 
 def stored_once(db: Path, distinct_nonces: int) -> dict[str, Any]:
-    """Count the rows of a stopped server's SQLite log: one per distinct nonce sent, or a
-    retry was stored twice (or a message not at all)."""
-    with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
-        (rows,) = conn.execute("SELECT count(*) FROM messages").fetchone()
+    """Count the rows of a stopped server's log: one per distinct nonce sent, or a retry was
+    stored twice (or a message not at all)."""
+    rows = asyncio.run(_count_messages(database_url(str(db))))
     return {"stored_rows": rows, "stored_once": rows == distinct_nonces}
+
+
+async def _count_messages(url: str) -> int:
+    log = open_log(url, access="read")
+    try:
+        async with log.read_only() as reader:
+            return int(await reader.scalar("SELECT count(*) FROM messages") or 0)
+    finally:
+        await log.dispose()

@@ -11,28 +11,8 @@ import asyncio
 import secrets
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from chatlog.bench.spawn import Launch, ServerProbe, Spawned, chatlog_argv, free_port
-
-
-def _plain(url: str, database: str) -> str:
-    """``url`` as a plain ``postgresql://`` URL (what asyncpg takes) for ``database``."""
-    return (
-        make_url(url)
-        .set(drivername="postgresql", database=database)
-        .render_as_string(hide_password=False)
-    )
-
-
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(_plain(url, "postgres"))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+from chatlog.log.open import create_database, drop_database
 
 
 class Cluster:
@@ -49,8 +29,7 @@ class Cluster:
     ) -> None:
         self.server = server
         self.database = f"chatlog_bench_{secrets.token_hex(6)}"
-        asyncio.run(_admin(server, f'CREATE DATABASE "{self.database}"'))
-        db_url = _plain(server, self.database)
+        db_url = asyncio.run(create_database(server, self.database))
         self.servers: list[Spawned] = []
         for i in range(count):
             port = free_port()
@@ -68,7 +47,7 @@ class Cluster:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
-        asyncio.run(_admin(self.server, f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
+        asyncio.run(drop_database(self.server, self.database))
 
 
 class ProbeGroup(ServerProbe):

@@ -48,3 +48,19 @@ async def opened(
         yield log
     finally:
         await log.dispose()
+
+
+async def create_database(server_url: str, name: str) -> str:
+    """Create database ``name`` on the PostgreSQL server of ``server_url``; return its URL
+    (the bench and the tests make throwaway logs this way)."""
+    from chatlog.log.postgres import engine
+
+    await engine.create_database(server_url, name)
+    return engine.asyncpg_dsn(server_url, name)
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    """Drop database ``name`` on the PostgreSQL server of ``server_url``, connections and all."""
+    from chatlog.log.postgres import engine
+
+    await engine.drop_database(server_url, name)
