@@ -1,0 +1,82 @@
+"""``chatlog db upgrade|downgrade|current``: the log's schema, by alembic from the package."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from chatlog.cli.common import db_option, db_url
+from chatlog.log import db as log_db
+from chatlog.settings import SettingsError
+
+
+@click.group(name="db")
+def db_group() -> None:
+    """Migrate the log's schema (wraps alembic; works from an installed package).
+
+    \b
+    Example:
+        chatlog db upgrade --db chat.db
+    """
+
+
+async def _with_engine(url: str, action: Any, *, must_exist: bool) -> Any:
+    log_db.check_database_path(url, must_exist=must_exist)
+    engine = log_db.make_engine(url)
+    try:
+        return await action(engine)
+    finally:
+        await engine.dispose()
+
+
+def _run_db(url: str, action: Any, *, must_exist: bool) -> Any:
+    try:
+        return asyncio.run(_with_engine(url, action, must_exist=must_exist))
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        raise click.ClickException(f"{exc.__class__.__name__}: {exc}") from None
+
+
+@db_group.command()
+@db_option()
+@click.argument("revision", default="head")
+def upgrade(db: str | None, revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest), creating it if needed.
+
+    \b
+    Example:
+        chatlog db upgrade --db chat.db
+    """
+    _run_db(db_url(db), lambda engine: log_db.upgrade(engine, revision), must_exist=False)
+    click.echo(f"database at {revision}")
+
+
+@db_group.command()
+@db_option()
+@click.argument("revision")
+def downgrade(db: str | None, revision: str) -> None:
+    """Migrate the database down to REVISION ("base" removes every table).
+
+    \b
+    Example:
+        chatlog db downgrade base --db chat.db
+    """
+    _run_db(db_url(db), lambda engine: log_db.downgrade(engine, revision), must_exist=True)
+    click.echo(f"database at {revision}")
+
+
+@db_group.command()
+@db_option()
+def current(db: str | None) -> None:
+    """Print the revision the database is at, and whether it is the newest.
+
+    \b
+    Example:
+        chatlog db current --db chat.db
+    """
+    rev = _run_db(db_url(db), log_db.current_revision, must_exist=True)
+    head = log_db.head_revision()
+    click.echo(f"{rev or 'empty'}{' (head)' if rev == head else f' (head is {head})'}")
