@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import click
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatlog.cli.common import db_option, db_url
 from chatlog.log import db as log_db
-from chatlog.settings import SettingsError
+
+T = TypeVar("T")
 
 
 @click.group(name="db")
@@ -22,22 +25,16 @@ def db_group() -> None:
     """
 
 
-async def _with_engine(url: str, action: Any, *, must_exist: bool) -> Any:
-    log_db.check_database_path(url, must_exist=must_exist)
-    engine = log_db.make_engine(url)
-    try:
-        return await action(engine)
-    finally:
-        await engine.dispose()
+def _on_engine(url: str, action: Callable[[AsyncEngine], Awaitable[T]], *, must_exist: bool) -> T:
+    async def run() -> T:
+        log_db.check_database_path(url, must_exist=must_exist)
+        engine = log_db.make_engine(url)
+        try:
+            return await action(engine)
+        finally:
+            await engine.dispose()
 
-
-def _run_db(url: str, action: Any, *, must_exist: bool) -> Any:
-    try:
-        return asyncio.run(_with_engine(url, action, must_exist=must_exist))
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    except Exception as exc:
-        raise click.ClickException(f"{exc.__class__.__name__}: {exc}") from None
+    return asyncio.run(run())
 
 
 @db_group.command()
@@ -50,7 +47,7 @@ def upgrade(db: str | None, revision: str) -> None:
     Example:
         chatlog db upgrade --db chat.db
     """
-    _run_db(db_url(db), lambda engine: log_db.upgrade(engine, revision), must_exist=False)
+    _on_engine(db_url(db), lambda engine: log_db.upgrade(engine, revision), must_exist=False)
     click.echo(f"database at {revision}")
 
 
@@ -64,7 +61,7 @@ def downgrade(db: str | None, revision: str) -> None:
     Example:
         chatlog db downgrade base --db chat.db
     """
-    _run_db(db_url(db), lambda engine: log_db.downgrade(engine, revision), must_exist=True)
+    _on_engine(db_url(db), lambda engine: log_db.downgrade(engine, revision), must_exist=True)
     click.echo(f"database at {revision}")
 
 
@@ -77,6 +74,6 @@ def current(db: str | None) -> None:
     Example:
         chatlog db current --db chat.db
     """
-    rev = _run_db(db_url(db), log_db.current_revision, must_exist=True)
+    rev = _on_engine(db_url(db), log_db.current_revision, must_exist=True)
     head = log_db.head_revision()
     click.echo(f"{rev or 'empty'}{' (head)' if rev == head else f' (head is {head})'}")

@@ -1,8 +1,8 @@
 """``chatlog sql``, ``replay``, ``export`` and ``import``: the log from the command line.
 
 Every command but ``import`` opens the log read-only and refuses a path where there is no
-database (it never creates one); all of them work while the server runs. Bad input (a range, a
-time, a missing file) is one ``Error:`` line on stderr and a non-zero exit, never a traceback.
+database (it never creates one); all of them work while the server runs. Failures are reported
+by the CLI's one policy (:mod:`chatlog.cli.errors`): one ``Error:`` line, never a traceback.
 """
 
 from __future__ import annotations
@@ -19,45 +19,11 @@ from typing import IO, Any, TypeVar
 import click
 
 from chatlog.cli.common import db_option, db_url
+from chatlog.cli.errors import BadInput, driver_error, interrupt_ends_run
 from chatlog.history import output, playback, replay, transfer
 from chatlog.log import readonly as reader
-from chatlog.settings import SettingsError
 
 FC = TypeVar("FC", bound=Callable[..., Any])
-
-
-class BadInput(click.ClickException):
-    """A usage mistake reported as one line (click's UsageError adds the usage text)."""
-
-    exit_code = 2
-
-
-def _fail(exc: BaseException, *, timeout: float | None = None) -> click.ClickException:
-    if isinstance(exc, click.ClickException):
-        return exc
-    if isinstance(exc, SettingsError | transfer.ImportFailed):
-        return click.ClickException(str(exc))
-    if isinstance(exc, replay.SelectionError):
-        return BadInput(str(exc))
-    return click.ClickException(reader.explain(exc, timeout=timeout))
-
-
-@contextlib.contextmanager
-def _cli_errors(*, timeout: float | None = None, quiet_interrupt: bool = False) -> Iterator[None]:
-    """Turn failures into one-line errors; a closed pipe (``| head``) ends quietly."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        if quiet_interrupt:
-            sys.exit(0)
-        sys.exit(130)
-    except BrokenPipeError:
-        # Point stdout at /dev/null so the interpreter's final flush does not complain.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
-    except Exception as exc:
-        raise _fail(exc, timeout=timeout) from None
 
 
 def _stdout() -> IO[bytes]:
@@ -83,10 +49,18 @@ async def _run_sql(
     engine = reader.open_engine(url)
     try:
         async with reader.reading(engine, limit_s=limit_s) as log:
+            if log.dialect == "sqlite":
+                # SQLite reads the file lazily: without this, `SELECT 1` "works" on any file.
+                await log.scalar("SELECT count(*) FROM sqlite_master")
             alarm = await log.interrupt_after(limit_s) if limit_s is not None else None
             try:
                 columns, batches = await log.run(query, params)
                 await output.write_rows(columns, batches, fmt, out)
+            except Exception as exc:
+                if driver_error(exc) is None:
+                    raise
+                # The database opened, so this is the query's failure (or its --timeout).
+                raise click.ClickException(reader.explain(exc, timeout=limit_s)) from None
             finally:
                 if alarm is not None:
                     alarm.cancel()
@@ -132,10 +106,9 @@ def sql_command(
     """
     out = _stdout()
     bound = {name: reader.bind_value(value) for name, value in params}
-    with _cli_errors(timeout=timeout):
-        url = db_url(db)
-        chosen = output.choose_format(fmt, out)
-        asyncio.run(_run_sql(url, query, bound, chosen, output.for_terminal(out), timeout))
+    url = db_url(db)
+    chosen = output.choose_format(fmt, out)
+    asyncio.run(_run_sql(url, query, bound, chosen, output.for_terminal(out), timeout))
 
 
 # --- selection options shared by replay and export ------------------------------------------
@@ -280,8 +253,8 @@ def replay_command(
     if follow and (selection.end is not None or selection.until is not None):
         raise BadInput("--follow needs an open range: drop the end ID or --until")
     out = output.for_terminal(_stdout())
-    with _cli_errors(quiet_interrupt=follow or pace is not None):
-        url = db_url(db)
+    url = db_url(db)
+    with interrupt_ends_run(follow or pace is not None):
         asyncio.run(
             _play(
                 url,
@@ -350,10 +323,9 @@ def export_command(
         chatlog export 1000.. --db chat.db --room lobby > lobby.jsonl
     """
     selection = build_selection(range_, since, until, rooms, authors, limit)
-    with _cli_errors():
-        url = db_url(db)
-        with _target(target) as out:
-            count = asyncio.run(_play(url, selection, replay.JsonlFormat(), out, desc="export"))
+    url = db_url(db)
+    with _target(target) as out:
+        count = asyncio.run(_play(url, selection, replay.JsonlFormat(), out, desc="export"))
     if target != "-":
         click.echo(f"exported {count} messages to {target}", err=True)
 
@@ -373,19 +345,18 @@ def import_command(file: str, db: str | None) -> None:
         chatlog import chat.jsonl --db restored.db
         chatlog export --db old.db | chatlog import - --db new.db
     """
-    with _cli_errors():
-        url = db_url(db)
-        if file == "-":
-            source: IO[bytes] = sys.stdin.buffer
-        else:
-            try:
-                source = open(file, "rb")  # noqa: SIM115 - closed below
-            except OSError as exc:
-                raise BadInput(f"cannot read {file}: {exc.strerror}") from None
-        with source, transfer.spool(source) as seekable:
-            count = asyncio.run(
-                transfer.import_log(
-                    url, seekable, lambda total: playback.progress_bar(total, desc="import")
-                )
+    url = db_url(db)
+    if file == "-":
+        source: IO[bytes] = sys.stdin.buffer
+    else:
+        try:
+            source = open(file, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise BadInput(f"cannot read {file}: {exc.strerror}") from None
+    with source, transfer.spool(source) as seekable:
+        count = asyncio.run(
+            transfer.import_log(
+                url, seekable, lambda total: playback.progress_bar(total, desc="import")
             )
-    click.echo(f"imported {count} messages into {db or 'chatlog.log.db'}")
+        )
+    click.echo(f"imported {count} messages into {db or 'chatlog.db'}")

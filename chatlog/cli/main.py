@@ -1,6 +1,6 @@
-"""The ``chatlog`` command line: one click group; each subcommand's help ends with an example.
+"""The ``chatlog`` command line: one click group, one error policy (:mod:`chatlog.cli.errors`).
 
-Each subcommand lives in the module named after it.
+Each subcommand lives in the module named after it; its help ends with an example.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import click
 from chatlog.bench.command import bench
 from chatlog.cli.admin import purge_command, vacuum_command
 from chatlog.cli.db import db_group
+from chatlog.cli.errors import PolicyGroup
 from chatlog.cli.history import export_command, import_command, replay_command, sql_command
 from chatlog.cli.serve import serve_command
 from chatlog.cli.token import token_group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PolicyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="chatlog")
 def main() -> None:
     """chatlog: a WebSocket chat server whose every message lands in a SQL-queryable log.

@@ -8,14 +8,14 @@ from typing import Any
 import click
 from aiohttp import web
 
-from chatlog.cli.common import build_settings, db_option
+from chatlog.cli.common import build_settings, db_option, db_url
 from chatlog.cli.serve_options import security_options, security_overrides
 from chatlog.log import db
 from chatlog.loops import EVENT_LOOPS, new_event_loop
 from chatlog.server.app import create_app
 from chatlog.server.guard import RedactingAccessLogger
 from chatlog.server.logs import setup_logging
-from chatlog.settings import SYNCHRONOUS_LEVELS, Settings, SettingsError
+from chatlog.settings import SYNCHRONOUS_LEVELS, Settings
 
 
 @click.command(name="serve")
@@ -52,20 +52,12 @@ def serve_command(**flags: Any) -> None:
         chatlog serve --host 0.0.0.0 --port 8080 --db chat.db
     """
     settings = build_settings(**security_overrides(flags))
+    db_url(settings.db)  # a bad URL or a directory is a one-line error before logging starts
     setup_logging(settings.log_format, settings.log_level)
-    try:
-        asyncio.run(_preflight(settings))
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    except Exception as exc:
-        raise click.ClickException(
-            f"cannot open the database {settings.db}: {exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}. Check the path or URL and "
-            "that it is writable."
-        ) from None
+    asyncio.run(_preflight(settings))
     try:
         loop = new_event_loop(settings.event_loop)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # uvloop asked for but not installed; the message says so
         raise click.ClickException(str(exc)) from None
     web.run_app(
         create_app(settings),
