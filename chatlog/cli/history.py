@@ -277,19 +277,30 @@ def _target(path: str) -> Iterator[IO[bytes]]:
         yield output.for_terminal(_stdout())
         return
     final = Path(path)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
-        dir=final.parent if str(final.parent) else ".", prefix=f".{final.name}.", delete=False
-    )
+    try:
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
+            dir=final.parent if str(final.parent) else ".", prefix=f".{final.name}.", delete=False
+        )
+    except OSError as exc:
+        raise _naming(exc, final) from None
     try:
         with handle:
             yield handle
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(handle.name, 0o666 & ~umask)  # as open() would have made it, not 0600
-        os.replace(handle.name, final)
+        try:
+            os.chmod(handle.name, 0o666 & ~umask)  # as open() would have made it, not 0600
+            os.replace(handle.name, final)
+        except OSError as exc:
+            raise _naming(exc, final) from None
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def _naming(exc: OSError, final: Path) -> OSError:
+    """The same failure, about the file asked for rather than the temporary one beside it."""
+    return OSError(exc.errno, exc.strerror, str(final))
 
 
 @click.command(name="export")
