@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatlog.cli.common import db_option, db_url
@@ -37,9 +39,22 @@ def _on_engine(url: str, action: Callable[[AsyncEngine], Awaitable[T]], *, must_
     return asyncio.run(run())
 
 
+def _known_revision(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """Refuse a revision this chatlog does not have, before the database is touched."""
+    if value in ("head", "heads", "base") or any(c in value for c in "+-@"):
+        return value  # relative or branch forms: alembic resolves them against the database
+    scripts = ScriptDirectory.from_config(log_db.alembic_config())
+    try:
+        scripts.get_revision(value)
+    except CommandError as exc:
+        known = ", ".join(["base", *reversed([s.revision for s in scripts.walk_revisions()])])
+        raise click.BadParameter(f"{exc} (there are: {known}, head)") from None
+    return value
+
+
 @db_group.command()
 @db_option()
-@click.argument("revision", default="head")
+@click.argument("revision", default="head", callback=_known_revision)
 def upgrade(db: str | None, revision: str) -> None:
     """Migrate the database up to REVISION (default: the newest), creating it if needed.
 
@@ -53,7 +68,7 @@ def upgrade(db: str | None, revision: str) -> None:
 
 @db_group.command()
 @db_option()
-@click.argument("revision")
+@click.argument("revision", callback=_known_revision)
 def downgrade(db: str | None, revision: str) -> None:
     """Migrate the database down to REVISION ("base" removes every table).
 
