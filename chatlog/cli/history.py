@@ -61,6 +61,11 @@ async def _run_sql(
                     raise
                 # The database opened, so this is the query's failure (or its --timeout).
                 raise click.ClickException(reader.explain(exc, timeout=limit_s)) from None
+            except asyncio.CancelledError:
+                # Ctrl-C: SQLite's thread would run the statement on, and closing the
+                # connection waits for it; stop it there too.
+                await log.interrupt_after(0)
+                raise
             finally:
                 if alarm is not None:
                     alarm.cancel()
