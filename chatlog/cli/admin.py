@@ -9,7 +9,6 @@ import click
 from chatlog.cli.common import db_option, db_url
 from chatlog.log.open import open_log
 from chatlog.log.retention import Policy, PurgeReport, purge
-from chatlog.settings import SettingsError
 
 
 async def _purge(url: str, policy: Policy, room: str | None) -> PurgeReport:
@@ -51,10 +50,7 @@ def purge_command(
         retain_messages is not None and retain_messages < 1
     ):
         raise click.UsageError("--retain-days must be positive and --retain-messages at least 1")
-    try:
-        report = asyncio.run(_purge(db_url(db), policy, room))
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    report = asyncio.run(_purge(db_url(db), policy, room))
     floors = ", ".join(f"{name} through {newest}" for name, newest in sorted(report.floors.items()))
     click.echo(
         f"removed {report.messages} messages and {report.errors} errors"
@@ -72,8 +68,5 @@ def vacuum_command(db: str | None) -> None:
         chatlog vacuum --db chat.db
     """
     url = db_url(db)
-    try:
-        asyncio.run(_vacuum(url))
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    asyncio.run(_vacuum(url))
     click.echo("vacuumed")

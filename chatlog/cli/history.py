@@ -1,8 +1,8 @@
 """``chatlog sql``, ``replay``, ``export`` and ``import``: the log from the command line.
 
 Every command but ``import`` opens the log read-only and refuses a path where there is no
-database (it never creates one); all of them work while the server runs. Bad input (a range, a
-time, a missing file) is one ``Error:`` line on stderr and a non-zero exit, never a traceback.
+database (it never creates one); all of them work while the server runs. Failures are reported
+by the CLI's one policy (:mod:`chatlog.cli.errors`): one ``Error:`` line, never a traceback.
 """
 
 from __future__ import annotations
@@ -19,59 +19,12 @@ from typing import IO, Any, TypeVar
 import click
 
 from chatlog.cli.common import db_option, db_url
+from chatlog.cli.errors import BadInput, interrupt_ends_run
 from chatlog.history import output, playback, replay, transfer
 from chatlog.log import readonly as reader
-from chatlog.log.backend import LogBackend
 from chatlog.log.open import open_log
-from chatlog.settings import SettingsError
 
 FC = TypeVar("FC", bound=Callable[..., Any])
-
-
-#: Driver errors of the backend the command opened, to tell a failed query from a bug.
-_DRIVER_ERRORS: tuple[type[BaseException], ...] = ()
-
-
-def _open(url: str) -> LogBackend:
-    """The log at ``url``, read-only (it must exist)."""
-    global _DRIVER_ERRORS
-    backend = open_log(url, access="read")
-    _DRIVER_ERRORS = backend.driver_errors
-    return backend
-
-
-class BadInput(click.ClickException):
-    """A usage mistake reported as one line (click's UsageError adds the usage text)."""
-
-    exit_code = 2
-
-
-def _fail(exc: BaseException, *, timeout: float | None = None) -> click.ClickException:
-    if isinstance(exc, click.ClickException):
-        return exc
-    if isinstance(exc, SettingsError | transfer.ImportFailed):
-        return click.ClickException(str(exc))
-    if isinstance(exc, replay.SelectionError):
-        return BadInput(str(exc))
-    return click.ClickException(reader.explain(exc, _DRIVER_ERRORS, timeout=timeout))
-
-
-@contextlib.contextmanager
-def _cli_errors(*, timeout: float | None = None, quiet_interrupt: bool = False) -> Iterator[None]:
-    """Turn failures into one-line errors; a closed pipe (``| head``) ends quietly."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        if quiet_interrupt:
-            sys.exit(0)
-        sys.exit(130)
-    except BrokenPipeError:
-        # Point stdout at /dev/null so the interpreter's final flush does not complain.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
-    except Exception as exc:
-        raise _fail(exc, timeout=timeout) from None
 
 
 def _stdout() -> IO[bytes]:
@@ -94,13 +47,23 @@ async def _run_sql(
     out: IO[bytes],
     limit_s: float | None,
 ) -> None:
-    backend = _open(url)
+    backend = open_log(url, access="read")
     try:
         async with backend.read_only(limit_s=limit_s) as log:
             alarm = await log.interrupt_after(limit_s) if limit_s is not None else None
             try:
                 columns, batches = await log.run(query, params)
                 await output.write_rows(columns, batches, fmt, out)
+            except Exception as exc:
+                if backend.driver_error(exc) is None:
+                    raise
+                # The database opened, so this is the query's failure (or its --timeout).
+                raise click.ClickException(reader.explain(exc, timeout=limit_s)) from None
+            except asyncio.CancelledError:
+                # Ctrl-C: SQLite's thread would run the statement on, and closing the
+                # connection waits for it; stop it there too.
+                await log.interrupt_after(0)
+                raise
             finally:
                 if alarm is not None:
                     alarm.cancel()
@@ -146,10 +109,9 @@ def sql_command(
     """
     out = _stdout()
     bound = {name: reader.bind_value(value) for name, value in params}
-    with _cli_errors(timeout=timeout):
-        url = db_url(db)
-        chosen = output.choose_format(fmt, out)
-        asyncio.run(_run_sql(url, query, bound, chosen, output.for_terminal(out), timeout))
+    url = db_url(db)
+    chosen = output.choose_format(fmt, out)
+    asyncio.run(_run_sql(url, query, bound, chosen, output.for_terminal(out), timeout))
 
 
 # --- selection options shared by replay and export ------------------------------------------
@@ -214,7 +176,7 @@ async def _play(
     pace: float | None = None,
     desc: str = "replay",
 ) -> int:
-    backend = _open(url)
+    backend = open_log(url, access="read")
     bar: playback.Progress | None = None
     try:
         player = playback.Player(backend, selection, fmt, out, pace=pace, flush=follow)
@@ -294,8 +256,8 @@ def replay_command(
     if follow and (selection.end is not None or selection.until is not None):
         raise BadInput("--follow needs an open range: drop the end ID or --until")
     out = output.for_terminal(_stdout())
-    with _cli_errors(quiet_interrupt=follow or pace is not None):
-        url = db_url(db)
+    url = db_url(db)
+    with interrupt_ends_run(follow or pace is not None):
         asyncio.run(
             _play(
                 url,
@@ -318,19 +280,30 @@ def _target(path: str) -> Iterator[IO[bytes]]:
         yield output.for_terminal(_stdout())
         return
     final = Path(path)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
-        dir=final.parent if str(final.parent) else ".", prefix=f".{final.name}.", delete=False
-    )
+    try:
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
+            dir=final.parent if str(final.parent) else ".", prefix=f".{final.name}.", delete=False
+        )
+    except OSError as exc:
+        raise _naming(exc, final) from None
     try:
         with handle:
             yield handle
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(handle.name, 0o666 & ~umask)  # as open() would have made it, not 0600
-        os.replace(handle.name, final)
+        try:
+            os.chmod(handle.name, 0o666 & ~umask)  # as open() would have made it, not 0600
+            os.replace(handle.name, final)
+        except OSError as exc:
+            raise _naming(exc, final) from None
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def _naming(exc: OSError, final: Path) -> OSError:
+    """The same failure, about the file asked for rather than the temporary one beside it."""
+    return OSError(exc.errno, exc.strerror, str(final))
 
 
 @click.command(name="export")
@@ -364,10 +337,9 @@ def export_command(
         chatlog export 1000.. --db chat.db --room lobby > lobby.jsonl
     """
     selection = build_selection(range_, since, until, rooms, authors, limit)
-    with _cli_errors():
-        url = db_url(db)
-        with _target(target) as out:
-            count = asyncio.run(_play(url, selection, replay.JsonlFormat(), out, desc="export"))
+    url = db_url(db)
+    with _target(target) as out:
+        count = asyncio.run(_play(url, selection, replay.JsonlFormat(), out, desc="export"))
     if target != "-":
         click.echo(f"exported {count} messages to {target}", err=True)
 
@@ -387,19 +359,18 @@ def import_command(file: str, db: str | None) -> None:
         chatlog import chat.jsonl --db restored.db
         chatlog export --db old.db | chatlog import - --db new.db
     """
-    with _cli_errors():
-        url = db_url(db)
-        if file == "-":
-            source: IO[bytes] = sys.stdin.buffer
-        else:
-            try:
-                source = open(file, "rb")  # noqa: SIM115 - closed below
-            except OSError as exc:
-                raise BadInput(f"cannot read {file}: {exc.strerror}") from None
-        with source, transfer.spool(source) as seekable:
-            count = asyncio.run(
-                transfer.import_log(
-                    url, seekable, lambda total: playback.progress_bar(total, desc="import")
-                )
+    url = db_url(db)
+    if file == "-":
+        source: IO[bytes] = sys.stdin.buffer
+    else:
+        try:
+            source = open(file, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise BadInput(f"cannot read {file}: {exc.strerror}") from None
+    with source, transfer.spool(source) as seekable:
+        count = asyncio.run(
+            transfer.import_log(
+                url, seekable, lambda total: playback.progress_bar(total, desc="import")
             )
+        )
     click.echo(f"imported {count} messages into {db or 'chatlog.db'}")

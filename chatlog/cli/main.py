@@ -1,26 +1,22 @@
-"""The ``chatlog`` command line: one click group; each subcommand's help ends with an example."""
+"""The ``chatlog`` command line: one click group, one error policy (:mod:`chatlog.cli.errors`).
+
+Each subcommand lives in the module named after it; its help ends with an example.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import click
-from aiohttp import web
 
-from chatlog.cli.common import build_settings, db_option, db_url
-from chatlog.cli.serve_options import security_options, security_overrides
-from chatlog.log import migrate
-from chatlog.log.backend import LogBackend
-from chatlog.log.open import Access, open_log, opened
-from chatlog.loops import EVENT_LOOPS, new_event_loop
-from chatlog.server.app import create_app
-from chatlog.server.guard import RedactingAccessLogger
-from chatlog.server.logs import setup_logging
-from chatlog.settings import SYNCHRONOUS_LEVELS, Settings, SettingsError
+from chatlog.bench.command import bench
+from chatlog.cli.admin import purge_command, vacuum_command
+from chatlog.cli.db import db_group
+from chatlog.cli.errors import PolicyGroup
+from chatlog.cli.history import export_command, import_command, replay_command, sql_command
+from chatlog.cli.serve import serve_command
+from chatlog.cli.token import token_group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PolicyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="chatlog")
 def main() -> None:
     """chatlog: a WebSocket chat server whose every message lands in a SQL-queryable log.
@@ -31,163 +27,16 @@ def main() -> None:
     """
 
 
-@main.command()
-@click.option("--host", help="Address to listen on (default 127.0.0.1). Env: CHATLOG_HOST.")
-@click.option("--port", type=int, help="Port to listen on (default 8080). Env: CHATLOG_PORT.")
-@db_option()
-@click.option(
-    "--max-message-bytes",
-    type=int,
-    help="Largest text frame accepted; larger closes with 1009 (default 65536).",
-)
-@click.option(
-    "--synchronous",
-    type=click.Choice(SYNCHRONOUS_LEVELS, case_sensitive=False),
-    help="SQLite durability (default FULL: every commit survives power loss).",
-)
-@click.option("--client-queue", type=int, help="Outgoing batches a slow client may owe (1024).")
-@click.option("--resume-max", type=int, help="Most messages one resume sends (10000).")
-@click.option("--heartbeat", type=float, help="Seconds between pings; 0 turns them off (30).")
-@click.option("--retain-days", type=float, help="Delete messages older than this many days.")
-@click.option("--retain-messages", type=int, help="Keep only the newest N messages per room.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
-@click.option("--event-loop", type=click.Choice(EVENT_LOOPS), help="asyncio (default) or uvloop.")
-@security_options
-@click.option("--node-heartbeat", type=float, help="PostgreSQL: seconds between heartbeats (2).")
-@click.option("--node-timeout", type=float, help="PostgreSQL: silent seconds until swept (10).")
-def serve(**flags: Any) -> None:
-    """Run the chat server; the database is created and migrated on start.
-
-    Every flag can also be set with an environment variable CHATLOG_<FLAG>.
-
-    \b
-    Example:
-        chatlog serve --host 0.0.0.0 --port 8080 --db chat.db
-    """
-    settings = build_settings(**security_overrides(flags))
-    setup_logging(settings.log_format, settings.log_level)
-    try:
-        asyncio.run(_preflight(settings))
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    except Exception as exc:
-        raise click.ClickException(
-            f"cannot open the database {settings.db}: {exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}. Check the path or URL and "
-            "that it is writable."
-        ) from None
-    try:
-        loop = new_event_loop(settings.event_loop)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        print=lambda text: click.echo(text, err=True),
-        shutdown_timeout=10.0,
-        loop=loop,
-        # aiohttp arms this timer when a connection opens and closes it if no complete
-        # request has arrived by then: the handshake deadline (slowloris guard).
-        keepalive_timeout=settings.handshake_timeout,
-        access_log_class=RedactingAccessLogger,
-    )
-
-
-async def _preflight(settings: Settings) -> None:
-    """Open and migrate the database once before listening, so a bad --db fails at once."""
-    async with opened(settings.url, synchronous=settings.synchronous):
-        pass
-
-
-@main.group(name="db")
-def db_group() -> None:
-    """Migrate the log's schema (wraps alembic; works from an installed package).
-
-    \b
-    Example:
-        chatlog db upgrade --db chat.db
-    """
-
-
-async def _with_log(url: str, action: Any, *, access: Access) -> Any:
-    log = open_log(url, access=access)
-    try:
-        return await action(log)
-    finally:
-        await log.dispose()
-
-
-def _run_db(url: str, action: Any, *, access: Access) -> Any:
-    try:
-        return asyncio.run(_with_log(url, action, access=access))
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    except Exception as exc:
-        raise click.ClickException(f"{exc.__class__.__name__}: {exc}") from None
-
-
-@db_group.command()
-@db_option()
-@click.argument("revision", default="head")
-def upgrade(db: str | None, revision: str) -> None:
-    """Migrate the database up to REVISION (default: the newest), creating it if needed.
-
-    \b
-    Example:
-        chatlog db upgrade --db chat.db
-    """
-    _run_db(db_url(db), lambda log: log.migrate(revision), access="create")
-    click.echo(f"database at {revision}")
-
-
-@db_group.command()
-@db_option()
-@click.argument("revision")
-def downgrade(db: str | None, revision: str) -> None:
-    """Migrate the database down to REVISION ("base" removes every table).
-
-    \b
-    Example:
-        chatlog db downgrade base --db chat.db
-    """
-    _run_db(db_url(db), lambda log: log.downgrade(revision), access="write")
-    click.echo(f"database at {revision}")
-
-
-@db_group.command()
-@db_option()
-def current(db: str | None) -> None:
-    """Print the revision the database is at, and whether it is the newest.
-
-    \b
-    Example:
-        chatlog db current --db chat.db
-    """
-    rev = _run_db(db_url(db), LogBackend.revision, access="read")
-    head = migrate.head()
-    click.echo(f"{rev or 'empty'}{' (head)' if rev == head else f' (head is {head})'}")
-
-
-# Commands that live in their own modules.
-from chatlog.bench.command import bench  # noqa: E402
-from chatlog.cli.admin import purge_command, vacuum_command  # noqa: E402
-
-main.add_command(purge_command)
-main.add_command(vacuum_command)
-main.add_command(bench)
-from chatlog.cli.token import token_group  # noqa: E402
-
-main.add_command(token_group)
-
-from chatlog.cli.history import (  # noqa: E402
+for _command in (
+    serve_command,
+    db_group,
+    purge_command,
+    vacuum_command,
+    sql_command,
+    replay_command,
     export_command,
     import_command,
-    replay_command,
-    sql_command,
-)
-
-main.add_command(sql_command)
-main.add_command(replay_command)
-main.add_command(export_command)
-main.add_command(import_command)
+    token_group,
+    bench,
+):
+    main.add_command(_command)

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatlog.log import migrate
@@ -35,6 +36,12 @@ from chatlog.log.queries import LogView
 from chatlog.log.readonly import ReadOnly
 from chatlog.log.schema import meta
 from chatlog.settings import SettingsError
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type's name)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class LogUnavailable(SettingsError):
@@ -123,6 +130,23 @@ class LogBackend(ABC):
     name: ClassVar[str]
     #: Exceptions of the database driver: a failure that is the database's, not a bug.
     driver_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    @classmethod
+    def describe(cls, url: str) -> tuple[str, str | None]:
+        """How people know the database at ``url`` (see :func:`chatlog.log.open.describe`)."""
+        return "the database", None
+
+    @classmethod
+    def driver_error(cls, exc: BaseException) -> BaseException | None:
+        """The driver's error under ``exc`` (SQLAlchemy wraps them), if it is one."""
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        return orig if isinstance(orig, cls.driver_errors) else None
+
+    @classmethod
+    def explain(cls, exc: BaseException, name: str, where: str | None) -> str | None:
+        """What the driver error under ``exc`` means, in one line, or ``None``."""
+        orig = cls.driver_error(exc)
+        return None if orig is None else f"{name} cannot be used ({first_line(orig)})"
 
     def __init__(self, url: str, engine: AsyncEngine) -> None:
         self.url = url

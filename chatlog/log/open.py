@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from chatlog.log.backend import LogBackend, LogUnavailable
 
@@ -64,3 +65,37 @@ async def drop_database(server_url: str, name: str) -> None:
     from chatlog.log.postgres import engine
 
     await engine.drop_database(server_url, name)
+
+
+def _backend_class(url: str) -> type[LogBackend] | None:
+    """The backend class for ``url``, or ``None`` when it is not one (or its driver is missing)."""
+    try:
+        backend = make_url(url).get_backend_name()
+        if backend == "sqlite":
+            from chatlog.log.sqlite.backend import SqliteBackend
+
+            return SqliteBackend
+        if backend == "postgresql":
+            from chatlog.log.postgres.backend import PostgresBackend
+
+            return PostgresBackend
+    except (ImportError, ValueError, ArgumentError):
+        return None
+    return None
+
+
+def describe(url: str) -> tuple[str, str | None]:
+    """How people know the database at ``url``: its name (a file's path, or which database
+    on which server) and the server's ``host:port`` (``None`` for a file); never a password."""
+    cls = _backend_class(url)
+    return cls.describe(url) if cls is not None else ("the database", None)
+
+
+def explain_failure(url: str, exc: BaseException) -> str | None:
+    """One line saying what the database error ``exc`` means for the person who gave ``url``
+    and what to do; ``None`` when ``exc`` is not a database error."""
+    cls = _backend_class(url)
+    if cls is None:
+        return None
+    name, where = cls.describe(url)
+    return cls.explain(exc, name, where)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 BATCH: Final = 5000
@@ -67,13 +67,8 @@ async def _stream_batches(result: Any, size: int) -> Rows:
         yield [tuple(row) for row in part]
 
 
-def explain(
-    exc: BaseException,
-    driver_errors: tuple[type[BaseException], ...] = (),
-    *,
-    timeout: float | None = None,
-) -> str:
-    """One line saying why a read failed, for the command line."""
+def explain(exc: BaseException, *, timeout: float | None = None) -> str:
+    """One line saying why a statement of ``chatlog sql`` failed (the database opened)."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     lowered = message.lower()
@@ -87,9 +82,7 @@ def explain(
         or "query_only" in lowered
     ):
         return f"the log is opened read-only; this statement would change it ({message})"
-    if isinstance(exc, SQLAlchemyError) or isinstance(orig, driver_errors):
-        return f"the query failed: {message}"
-    return f"{type(orig).__name__}: {message}"
+    return f"the query failed: {message}"
 
 
 def bind_value(value: str) -> int | str:

@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 from sqlalchemy import insert, select, text, tuple_
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatlog.log import presence
-from chatlog.log.backend import Feed, Listener, LogBackend, Node, WriteSession
+from chatlog.log.backend import Feed, Listener, LogBackend, Node, WriteSession, first_line
 from chatlog.log.model import (
     NewMessage,
     Originals,
@@ -37,11 +39,47 @@ from chatlog.log.schema import messages
 MIGRATE_LOCK = 0x63686D67  # "chmg"
 
 
+#: PostgreSQL's SQLSTATEs, and what each means for the person who gave ``--db``.
+_EXPLAINED: Final = {
+    "28P01": "PostgreSQL at {where} refused the login ({detail}); check the user and password",
+    "28000": "PostgreSQL at {where} refused the login ({detail}); check the user and password",
+    "3D000": "{name} does not exist ({detail}); create it first, e.g. with createdb",
+    "42P01": "{name} has no chatlog tables ({detail}); run `chatlog db upgrade` on it first",
+    "57P03": "PostgreSQL at {where} is not taking connections ({detail}); try again shortly",
+    "53300": "PostgreSQL at {where} is not taking connections ({detail}); try again shortly",
+}
+
+
 class PostgresBackend(LogBackend):
     """The log in one PostgreSQL database."""
 
     name = "postgresql"
-    driver_errors = (asyncpg.PostgresError, OSError)
+    driver_errors = (asyncpg.PostgresError, asyncpg.InterfaceError)
+
+    @classmethod
+    def describe(cls, url: str) -> tuple[str, str | None]:
+        parsed = make_url(url)
+        where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+        return f"PostgreSQL database {parsed.database!r} at {where}", where
+
+    @classmethod
+    def driver_error(cls, exc: BaseException) -> BaseException | None:
+        # SQLAlchemy's asyncpg adapter re-raises the driver's errors as its own classes, with
+        # the SQLSTATE kept as ``sqlstate``.
+        orig = super().driver_error(exc)
+        if orig is None and isinstance(exc, DBAPIError) and hasattr(exc.orig, "sqlstate"):
+            return exc.orig
+        return orig
+
+    @classmethod
+    def explain(cls, exc: BaseException, name: str, where: str | None) -> str | None:
+        orig = cls.driver_error(exc)
+        if orig is None:
+            return None
+        template = _EXPLAINED.get(str(getattr(orig, "sqlstate", "")))
+        return (template or "{name} cannot be used ({detail})").format(
+            name=name, where=where, detail=first_line(orig)
+        )
 
     def __init__(self, url: str) -> None:
         super().__init__(url, pg.make_engine(url))

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,6 +29,7 @@ from chatlog.log.backend import (
     LogUnavailable,
     Node,
     WriteSession,
+    first_line,
 )
 from chatlog.log.model import NewMessage, StoredMessage
 from chatlog.log.readonly import ReadOnly
@@ -56,11 +57,45 @@ def check_path(path: Path | None, *, must_exist: bool) -> None:
         raise LogUnavailable(f"cannot create {path}: directory {parent} does not exist")
 
 
+#: SQLite's error names, and what each means for the person who gave ``--db``.
+_EXPLAINED: Final = {
+    "SQLITE_NOTADB": "{name} is not a chatlog database ({detail}); "
+    "give the path of a log made by `chatlog serve`",
+    "SQLITE_CANTOPEN": "cannot open {name} ({detail}); check that it exists and that you may "
+    "read it",
+    "SQLITE_BUSY": "{name} is locked by another process ({detail}); try again when it is done",
+    "SQLITE_LOCKED": "{name} is locked by another process ({detail}); try again when it is done",
+    "SQLITE_READONLY": "cannot write {name} ({detail}); check the permissions of the file and "
+    "its directory",
+    "SQLITE_CORRUPT": "{name} is damaged ({detail}); restore it from a backup",
+    "SQLITE_FULL": "cannot write {name} ({detail}); free some disk space",
+    "SQLITE_IOERR": "cannot read or write {name} ({detail}); check the disk and the file",
+}
+
+
 class SqliteBackend(LogBackend):
     """The log in one SQLite file."""
 
     name = "sqlite"
     driver_errors = (sqlite3.Error,)
+
+    @classmethod
+    def describe(cls, url: str) -> tuple[str, str | None]:
+        path = sqlite_path(url)
+        return (str(path) if path is not None else "the database in memory"), None
+
+    @classmethod
+    def explain(cls, exc: BaseException, name: str, where: str | None) -> str | None:
+        orig = cls.driver_error(exc)
+        if orig is None:
+            return None
+        detail = first_line(orig)
+        template = _EXPLAINED.get(getattr(orig, "sqlite_errorname", ""))
+        if template is None and detail.startswith("no such table"):
+            template = (
+                "{name} has no chatlog tables ({detail}); run `chatlog db upgrade` on it first"
+            )
+        return (template or "{name} cannot be used ({detail})").format(name=name, detail=detail)
 
     def __init__(
         self, url: str, *, synchronous: str = "FULL", readonly: bool = False, create: bool = True
@@ -117,6 +152,8 @@ class SqliteBackend(LogBackend):
     @asynccontextmanager
     async def read_only(self, *, limit_s: float | None = None) -> AsyncIterator[ReadOnly]:
         async with self.engine.connect() as conn, read_only(conn) as reader:
+            # SQLite reads a file lazily: without this, `SELECT 1` would "work" on any file.
+            await reader.scalar("SELECT count(*) FROM sqlite_master")
             yield reader
 
     async def vacuum(self) -> None:
