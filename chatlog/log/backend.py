@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
@@ -187,7 +187,7 @@ class LogBackend(ABC):
     # --- writes ------------------------------------------------------------------------------
 
     @abstractmethod
-    def writing(self) -> Any:
+    def writing(self) -> AbstractAsyncContextManager[WriteSession]:
         """``async with backend.writing() as session``: the single writer's connection."""
 
     @asynccontextmanager
@@ -224,7 +224,7 @@ class LogBackend(ABC):
             yield LogView(conn)
 
     @abstractmethod
-    def read_only(self, *, limit_s: float | None = None) -> Any:
+    def read_only(self, *, limit_s: float | None = None) -> AbstractAsyncContextManager[ReadOnly]:
         """``async with backend.read_only() as reader``: a :class:`ReadOnly` transaction that
         no statement can write through, always rolled back."""
 
