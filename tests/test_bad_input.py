@@ -21,6 +21,9 @@ from tests.guarded import eventually, rows, scalar
 from tests.rawws import BINARY, CLOSE, CONT, PING, TEXT, RawClient, frame
 from tests.support import ChatClient, b64
 
+# Frame handling does not depend on the log's backend (test_chat runs its error rows on both).
+pytestmark = pytest.mark.backends("sqlite")
+
 HI = b64("hi")
 
 

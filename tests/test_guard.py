@@ -32,6 +32,9 @@ from tests.support import b64
 
 Start = Callable[..., Awaitable[TestServer]]
 
+# Handshake guards, tokens and limits act before the log is touched: SQLite is enough.
+pytestmark = pytest.mark.backends("sqlite")
+
 
 @pytest.fixture
 def start(aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings) -> Start:

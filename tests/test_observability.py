@@ -19,6 +19,9 @@ from chatlog.server.logs import JsonFormatter
 from chatlog.settings import Settings
 from tests.conftest import Connect
 
+# The endpoints read the SQLite file (readyz, WAL checkpoints); the rest is backend-neutral.
+pytestmark = pytest.mark.backends("sqlite")
+
 
 def _value(text: str, name: str) -> float:
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)

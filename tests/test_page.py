@@ -27,7 +27,12 @@ from tests.support import ChatClient, b64
 
 # One Chromium for the whole module (launching it is most of a test's cost), so the tests share
 # the module's event loop; every test still gets its own server, database and browser contexts.
-pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+# The page's behaviour does not depend on the backend (test_chat and test_resume run on both).
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.backends("sqlite"),
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
