@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -19,6 +20,7 @@ from chatlog.server.hub import CLOSE_SLOW_CONSUMER, ws_frame
 from chatlog.server.keys import RUNTIME
 from chatlog.settings import Settings
 from tests.conftest import Connect
+from tests.helpers import ServerProcess, skip_or_fail
 from tests.support import ChatClient, b64
 
 Server = Callable[..., Awaitable[TestServer]]
@@ -170,14 +172,7 @@ async def test_a_client_that_stops_reading_is_closed_with_1013_and_others_carry_
 
 def test_serve_runs_on_uvloop_when_asked(tmp_path: Path) -> None:
     """`serve --event-loop uvloop` fans a message out to every socket (raw writes on uvloop)."""
-    import asyncio
-    import importlib.util
-
-    from tests.servers import ServerProcess
-
     if importlib.util.find_spec("uvloop") is None:
-        from tests.conftest import skip_or_fail
-
         skip_or_fail("uvloop is not installed")
 
     async def chat(url: str) -> list[str]:

@@ -26,8 +26,8 @@ from chatlog.server.limits import (
 )
 from chatlog.settings import Settings
 from tests.guarded import SECRET, eventually, open_client, refused_status, rows, scalar
+from tests.helpers import ServerProcess
 from tests.rawws import CLOSE, PING, RawClient
-from tests.servers import ServerProcess
 from tests.support import b64
 
 Start = Callable[..., Awaitable[TestServer]]
@@ -250,8 +250,8 @@ async def test_tokens_never_reach_the_logs(tmp_path: Path) -> None:
                         assert exc.status == 401
     finally:
         server.kill()
-    assert server.proc is not None and server.proc.stderr is not None
-    logged = server.proc.stderr.read().decode()
+    assert server.proc is not None
+    logged = server.output()
     assert "refused handshake" in logged
     for token in tokens:
         for part in token.split("."):
