@@ -228,7 +228,9 @@ def open_backend(kind: str, directory: Path) -> Iterator[Backend]:
         yield Backend("sqlite", str(directory / "chat.db"))
     elif kind == "postgres":
         with postgres_database() as url:
-            yield Backend("postgres", url)
+            # The form the README gives for --db (the plain postgresql:// form reaches the
+            # servers through `chatlog bench --postgres` in test_postgres.py).
+            yield Backend("postgres", url.replace("postgresql://", "postgresql+asyncpg://", 1))
     else:
         raise ValueError(f"no backend {kind!r}; use one of {BACKENDS}")
 
