@@ -21,7 +21,6 @@ from aiohttp.test_utils import TestServer
 
 from chatlog.settings import Settings
 from tests.helpers import BACKENDS, Backend, Start, open_backend, start_server
-from tests.helpers import skip_or_fail as skip_or_fail  # modules still import it from here
 from tests.served_log import ServedLog, ServedLogs
 from tests.wsclients import ChatClient, Connect, ws_url
 

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import importlib.util
 import socket
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -15,15 +14,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from chatlog.log.store import StoredMessage
-from chatlog.server.app import create_app
 from chatlog.server.hub import CLOSE_SLOW_CONSUMER, ws_frame
 from chatlog.server.keys import RUNTIME
-from chatlog.settings import Settings
-from tests.conftest import Connect
-from tests.helpers import ServerProcess, skip_or_fail
-from tests.support import ChatClient, b64
-
-Server = Callable[..., Awaitable[TestServer]]
+from tests.helpers import ServerProcess, Start, skip_or_fail
+from tests.wsclients import ChatClient, Connect, b64, ws_url
 
 # The fan-out path after a commit is the same whichever backend committed.
 pytestmark = pytest.mark.backends("sqlite")
@@ -37,12 +31,12 @@ def test_ws_frame_headers_cover_all_three_length_forms() -> None:
 
 
 async def test_a_burst_arrives_intact_and_in_order_at_many_clients(
-    aiohttp_server: Server, settings: Settings, session: aiohttp.ClientSession
+    start: Start, session: aiohttp.ClientSession
 ) -> None:
     """Messages group-committed together reach 20 clients whole, in ID order, none missing."""
     # The burst is far beyond what the default per-connection rate limit lets one socket send.
-    server = await aiohttp_server(create_app(settings.replace(rate=0)))
-    url = str(server.make_url("/ws")) + "?room=burst"
+    server = await start(rate=0)
+    url = ws_url(server, room="burst")
     clients = [await ChatClient.connect(session, url) for _ in range(20)]
     runtime = server.app[RUNTIME]
     assert all(c.fast for c in runtime.hub.clients()), "the raw-write path is not in use"
@@ -136,13 +130,11 @@ class StalledClient:
 
 
 async def test_a_client_that_stops_reading_is_closed_with_1013_and_others_carry_on(
-    aiohttp_server: Server, settings: Settings, session: aiohttp.ClientSession
+    start: Start, session: aiohttp.ClientSession
 ) -> None:
     """With its queue full, a stalled reader gets 1013 while readers keep getting every frame."""
-    server = await aiohttp_server(
-        create_app(settings.replace(client_queue=4, synchronous="NORMAL"))
-    )
-    url = str(server.make_url("/ws")) + "?room=slow"
+    server = await start(client_queue=4, synchronous="NORMAL")
+    url = ws_url(server, room="slow")
     readers = [await ChatClient.connect(session, url) for _ in range(3)]
     stalled = await asyncio.to_thread(StalledClient, server.port, "slow")
     metrics = server.app[RUNTIME].metrics
