@@ -335,9 +335,17 @@ def test_pace_keeps_the_original_gaps(tmp_path: Path, backend: Backend) -> None:
 
 
 async def test_follow_prints_every_new_row_once_while_the_server_runs(
-    connect: Connect, backend: Backend
+    connect: Connect, backend: Backend, request: pytest.FixtureRequest
 ) -> None:
     """--follow while messages stream: each ID once, in order, across the seam; Ctrl-C exits 0."""
+    # Usually passes on PostgreSQL too: the seam's window there is a round trip or two wide.
+    request.applymarker(
+        pytest.mark.xfail(
+            backend.kind == "postgres",
+            strict=False,
+            reason="chatlog bug: see test_follow_prints_what_commits_while_the_range_is_printed",
+        )
+    )
     alice = await connect(room="live")
     other = await connect(room="other")
     await alice.alias("alice")
@@ -424,8 +432,53 @@ async def test_follow_with_limit_stops_by_itself(connect: Connect, backend: Back
     assert proc.stdout is not None
     first = await asyncio.wait_for(proc.stdout.readline(), 20)
     assert first.decode().endswith("[c] <unknown> old\n")
+    # Let it reach its live phase: a row committed before that is lost on PostgreSQL (the
+    # seam test below), which is not what this test is about.
+    await asyncio.sleep(1.0)
     for text in ("new 1", "new 2", "new 3"):
         await carol.say(text)
     out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0
+    assert [line.split("> ")[1] for line in out.decode().splitlines()] == ["new 1", "new 2"]
+
+
+async def test_follow_prints_what_commits_while_the_range_is_printed(
+    connect: Connect, backend: Backend, request: pytest.FixtureRequest
+) -> None:
+    """A message committed while --follow still prints its range is printed after it, once."""
+    request.applymarker(
+        pytest.mark.xfail(
+            backend.kind == "postgres",
+            strict=True,
+            reason="chatlog bug: on PostgreSQL the range and the head are read in two snapshots "
+            "(READ COMMITTED), so a row committed between them is skipped",
+        )
+    )
+    dora = await connect(room="d")
+    await dora.say("old 1")
+    await dora.recv("Chat")
+    await asyncio.sleep(0.4)
+    await dora.say("old 2")
+    await dora.recv("Chat")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chatlog", "replay", "--follow", "--limit", "4", "--pace", "0.4",
+        "--room", "d", "--db", backend.db, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert first.decode().endswith("<unknown> old 1\n")
+        # --pace now waits about a second before "old 2": commit "new 1" inside that wait.
+        await dora.say("new 1")
+        await dora.recv_chat("new 1")
+        second = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert second.decode().endswith("<unknown> old 2\n")
+        for text in ("new 2", "new 3", "new 4"):
+            await dora.say(text)
+        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     assert proc.returncode == 0
     assert [line.split("> ")[1] for line in out.decode().splitlines()] == ["new 1", "new 2"]
