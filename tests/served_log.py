@@ -7,7 +7,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,10 +118,3 @@ class ServedLogs:
 
     def close(self) -> None:
         self._stack.close()
-
-
-def backup(source: Path, target: Path) -> Path:
-    """A consistent copy of a SQLite log (the WAL included)."""
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
-        src.backup(dst)
-    return target
