@@ -20,8 +20,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from chatlog.settings import Settings
-from tests.helpers import BACKENDS, Backend, Start, open_backend, start_server
-from tests.served_log import ServedLog, ServedLogs
+from tests.backends import BACKENDS, Backend, ServedLog, ServedLogs, open_backend
+from tests.helpers import Start, start_server
 from tests.wsclients import ChatClient, Connect, ws_url
 
 

@@ -32,7 +32,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.helpers import ServerProcess, rows, scalar
+from tests.backends import rows, scalar
+from tests.helpers import ServerProcess
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""What the tests share: free ports, skip-or-fail, ``eventually``, a fresh log on either backend
-with SQL rows read from it, the chat server in-process or as a ``chatlog serve`` subprocess,
-and one runner for the ``chatlog`` CLI.
+"""What the tests share: free ports, skip-or-fail, ``eventually``, the chat server in-process or
+as a ``chatlog serve`` subprocess, and one runner for the ``chatlog`` CLI. The logs under test
+(SQLite and PostgreSQL) and their rows are in :mod:`tests.backends`, the WebSocket clients in
+:mod:`tests.wsclients`.
 
 Nothing here runs at import time; :mod:`tests.conftest` builds its fixtures from these.
 """
@@ -8,15 +9,12 @@ Nothing here runs at import time; :mod:`tests.conftest` builds its fixtures from
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import inspect
 import os
 import pty
-import secrets
 import signal
 import socket
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -24,7 +22,7 @@ import tempfile
 import termios
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
-from sqlalchemy.engine import make_url
 
 from chatlog.cli.main import main
 from chatlog.server.app import create_app
@@ -98,143 +95,6 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-# --- the log: a SQLite file or a fresh PostgreSQL database ---------------------------------------
-
-POSTGRES_ENV = "CHATLOG_TEST_POSTGRES_URL"
-BACKENDS = ("sqlite", "postgres")
-
-
-def is_postgres(db: str | Path) -> bool:
-    return str(db).startswith(("postgresql", "postgres://"))
-
-
-def _postgres_url(url: str, database: str | None = None) -> str:
-    """``url`` as asyncpg takes it (no ``+asyncpg``), optionally naming another database."""
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
-def postgres_server_url() -> str:
-    """The test PostgreSQL server's URL; without one the test skips (fails under CI=true)."""
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        skip_or_fail(f"{POSTGRES_ENV} is not set: no PostgreSQL to test against")
-        raise AssertionError("unreachable")
-    return url
-
-
-async def _admin(server: str, statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(_postgres_url(server, "postgres"), timeout=5)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """Create ``chatlog_test_<random>``, yield its ``postgresql://`` URL, always drop it.
-
-    An unreachable server skips the test, and fails it under CI=true.
-    """
-    import asyncpg
-
-    server = postgres_server_url()
-    name = f"chatlog_test_{secrets.token_hex(6)}"
-    try:
-        in_thread(_admin(server, f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-        where = make_url(server).render_as_string(hide_password=True)
-        skip_or_fail(f"no PostgreSQL at {where}: {exc!r}")
-    try:
-        yield _postgres_url(server, name)
-    finally:
-        in_thread(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def _numbered(sql: str) -> str:
-    """sqlite3's ``?`` placeholders as asyncpg's ``$1, $2, ...`` (quoted text left alone)."""
-    out, n, quote = [], 0, ""
-    for char in sql:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == "?":
-            n += 1
-            char = f"${n}"
-        out.append(char)
-    return "".join(out)
-
-
-async def _pg_rows(url: str, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    import asyncpg
-
-    conn = await asyncpg.connect(_postgres_url(url), timeout=10)
-    try:
-        return [tuple(record) for record in await conn.fetch(_numbered(sql), *params)]
-    finally:
-        await conn.close()
-
-
-def rows(db: str | Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Run one statement (``?`` placeholders) on a SQLite file or a PostgreSQL URL, commit, and
-    return its rows as tuples.
-
-    It blocks: a test whose server shares its loop wraps a write that could wait for the
-    server's locks (a PostgreSQL ``DELETE``) in ``asyncio.to_thread``.
-    """
-    if is_postgres(db):
-        return in_thread(_pg_rows(str(db), sql, params))
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        found = conn.execute(sql, params).fetchall()
-        conn.commit()
-        return found
-
-
-def scalar(db: str | Path, sql: str, *params: Any) -> Any:
-    """The first column of the first row of :func:`rows`."""
-    return rows(db, sql, *params)[0][0]
-
-
-@dataclass(frozen=True)
-class Backend:
-    """A fresh, empty log: ``db`` is what ``--db`` takes (a file path or a PostgreSQL URL)."""
-
-    kind: str
-    db: str
-
-    @property
-    def path(self) -> Path:
-        """The SQLite file (only the SQLite backend has one)."""
-        assert self.kind == "sqlite", "only the SQLite backend has a file"
-        return Path(self.db)
-
-    def settings(self, **changes: Any) -> Settings:
-        # No rate limit: tests send bursts no person types; tests of the limit set their own.
-        # Quick PostgreSQL presence heartbeats, so a swept node registers again within a second.
-        base = Settings(db=self.db, heartbeat=0, rate=0, node_heartbeat=0.3, node_timeout=5.0)
-        return base.replace(**changes)
-
-
-@contextlib.contextmanager
-def open_backend(kind: str, directory: Path) -> Iterator[Backend]:
-    """A new log of ``kind``: ``directory/chat.db`` for SQLite, a new database for PostgreSQL."""
-    if kind == "sqlite":
-        yield Backend("sqlite", str(directory / "chat.db"))
-    elif kind == "postgres":
-        with postgres_database() as url:
-            # The form the README gives for --db (the plain postgresql:// form reaches the
-            # servers through `chatlog bench --postgres` in test_postgres.py).
-            yield Backend("postgres", url.replace("postgresql://", "postgresql+asyncpg://", 1))
-    else:
-        raise ValueError(f"no backend {kind!r}; use one of {BACKENDS}")
-
-
 # --- the server -----------------------------------------------------------------------------------
 
 
@@ -277,9 +137,10 @@ class ServerProcess:
         #: A command the server runs under, e.g. ``("fiu-run", "-x")`` for fault injection.
         self.prefix = prefix
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self._own_log = log is None and is_postgres(self.db)
+        # A file path gets its log beside it; a database URL one in the temp dir, removed after.
+        self._own_log = log is None and "://" in self.db
         if log is None:
-            log = Path(self.db).with_suffix(".log") if not is_postgres(self.db) else _temp_log()
+            log = _temp_log() if self._own_log else Path(self.db).with_suffix(".log")
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         #: Seconds the last start took until the port accepted connections.

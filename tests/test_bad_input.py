@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.helpers import eventually, rows, scalar
+from tests.backends import rows, scalar
+from tests.helpers import eventually
 from tests.wsclients import (
     BINARY,
     CLOSE,

@@ -12,7 +12,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from chatlog.protocol import STATUS_MESSAGE
-from tests.helpers import Backend, eventually, rows
+from tests.backends import Backend, rows
+from tests.helpers import eventually
 from tests.wsclients import Connect, b64
 
 #: ``sent_at`` to the second, as the Sent field of a Chat frame shows it.

@@ -21,7 +21,8 @@ import aiohttp
 import pytest
 
 from chatlog.settings import Settings
-from tests.helpers import ServerProcess, rows, skip_or_fail, start_server
+from tests.backends import rows
+from tests.helpers import ServerProcess, skip_or_fail, start_server
 from tests.wsclients import ChatClient, b64
 
 

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatlog import protocol
-from tests.helpers import ServerProcess, rows
+from tests.backends import rows
+from tests.helpers import ServerProcess
 from tests.wsclients import b64
 
 KEYS = ["Message", "User", "History", "Nonce", "Author", "Before", "Limit", "x"]

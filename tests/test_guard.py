@@ -24,7 +24,8 @@ from chatlog.server.limits import (
     Verdict,
 )
 from chatlog.settings import Settings
-from tests.helpers import ServerProcess, Start, eventually, rows, run_cli, scalar
+from tests.backends import rows, scalar
+from tests.helpers import ServerProcess, Start, eventually, run_cli
 from tests.wsclients import CLOSE, PING, ChatClient, RawClient, b64, ws_url
 
 # Handshake guards, tokens and limits act before the log is touched: SQLite is enough.

@@ -16,7 +16,7 @@ from chatlog.log.db import head_revision
 from chatlog.server.app import create_app
 from chatlog.server.logs import JsonFormatter
 from chatlog.settings import Settings
-from tests.helpers import rows
+from tests.backends import rows
 from tests.wsclients import Connect
 
 # The endpoints read the SQLite file (readyz, WAL checkpoints); the rest is backend-neutral.

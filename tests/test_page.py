@@ -19,7 +19,8 @@ from playwright.async_api import Browser, BrowserContext, Page, WebSocket, async
 
 from chatlog.server.page import CONTENT_SECURITY_POLICY
 from chatlog.settings import Settings
-from tests.helpers import ServerProcess, eventually, rows, skip_or_fail, start_server
+from tests.backends import rows
+from tests.helpers import ServerProcess, eventually, skip_or_fail, start_server
 from tests.wsclients import ChatClient, b64
 
 # One Chromium for the whole module (launching it is most of a test's cost), so the tests share

@@ -29,7 +29,8 @@ from chatlog.log.postgres.doorbell import PostgresFanout
 from chatlog.log.store import NewMessage, StoredMessage, Writer
 from chatlog.server.hub import Hub
 from chatlog.settings import database_url
-from tests.helpers import Backend, ServerProcess, eventually, postgres_server_url, rows, run_cli
+from tests.backends import Backend, postgres_server_url, rows
+from tests.helpers import ServerProcess, eventually, run_cli
 from tests.wsclients import ChatClient, Connect, b64, ws_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.backends("postgres")]

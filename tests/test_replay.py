@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from chatlog.history.output import terminal_safe
 from chatlog.history.replay import SelectionError, parse_range, parse_time
-from tests.helpers import Backend, rows, run_cli
-from tests.served_log import COLUMNS, ServedLog
+from tests.backends import COLUMNS, Backend, ServedLog, rows
+from tests.helpers import run_cli
 from tests.wsclients import Connect
 
 #: ``sent_at`` as the text replay prints and compares (SQLite stores it as that text).

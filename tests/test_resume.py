@@ -11,7 +11,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.helpers import Backend, Start, eventually, rows, run_cli
+from tests.backends import Backend, rows
+from tests.helpers import Start, eventually, run_cli
 from tests.wsclients import ChatClient, Connect, b64, ws_url
 
 

@@ -20,7 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from chatlog.log import db
 from chatlog.log.retention import Policy, engine_writes, purge
 from chatlog.settings import Settings, database_url
-from tests.helpers import rows, start_server
+from tests.backends import rows
+from tests.helpers import start_server
 from tests.wsclients import ChatClient, b64, ws_url
 
 SLOTS = 3

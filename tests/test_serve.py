@@ -7,7 +7,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.helpers import ServerProcess, rows, run_cli, scalar
+from tests.backends import rows, scalar
+from tests.helpers import ServerProcess, run_cli
 from tests.wsclients import ChatClient, b64
 
 

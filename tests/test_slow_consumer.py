@@ -11,7 +11,8 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from tests.helpers import ServerProcess, eventually, scalar
+from tests.backends import scalar
+from tests.helpers import ServerProcess, eventually
 from tests.wsclients import RawClient, b64
 
 CLIENTS = 50

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import rows, run_cli
-from tests.served_log import ServedLog
+from tests.backends import ServedLog, rows
+from tests.helpers import run_cli
 
 SERVED_ROUNDS = 2
 

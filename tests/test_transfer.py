@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from chatlog.settings import Settings
-from tests.helpers import Backend, in_thread, rows, run_cli, start_server
-from tests.served_log import COLUMNS, ServedLog
+from tests.backends import COLUMNS, Backend, ServedLog, rows
+from tests.helpers import in_thread, run_cli, start_server
 from tests.wsclients import ChatClient, ws_url
 
 SERVED_ROUNDS = 3
