@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+
+from tests.helpers import run_cli
 
 FIELDS = {
     "msgs_per_s",
@@ -27,15 +26,11 @@ SMALL = ("--clients", "5", "--senders", "2", "--messages", "200")
 
 def test_bench_spawn_baseline_smoke() -> None:
     """A small spawned run against chatlog and the baseline loses and repeats nothing."""
-    out = subprocess.run(
-        [sys.executable, "-m", "chatlog", "bench", "--spawn", "--baseline", *SMALL, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_cli(
+        "bench", "--spawn", "--baseline", *SMALL, "--json",
+        env={"PYTHONUNBUFFERED": "1"}, process=True, timeout=90,
+    )  # fmt: skip
+    assert out.exit_code == 0, out.stderr
     report = json.loads(out.stdout)
     assert set(report["results"]) == {"chatlog", "baseline"}
     for name, result in report["results"].items():

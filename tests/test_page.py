@@ -7,7 +7,6 @@ import asyncio
 import base64
 import re
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +19,7 @@ from playwright.async_api import Browser, BrowserContext, Page, WebSocket, async
 from chatlog.server.page import CONTENT_SECURITY_POLICY
 from chatlog.settings import Settings
 from tests.backends import rows
-from tests.helpers import ServerProcess, eventually, skip_or_fail, start_server
+from tests.helpers import ServerProcess, eventually, run_cli, skip_or_fail, start_server
 from tests.wsclients import ChatClient, b64
 
 # One Chromium for the whole module (launching it is most of a test's cost), so the tests share
@@ -570,13 +569,9 @@ async def test_resume_past_the_limit_and_a_replaced_log(pages: Pages, tmp_path: 
 
 async def purge(db: Path, room: str, keep: int) -> None:
     """``chatlog purge`` as a real process, keeping the newest ``keep`` messages of ``room``."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chatlog", "purge", "--db", str(db), "--room", room,
-        "--retain-messages", str(keep),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    assert proc.returncode == 0, out.decode()
+    args = ("purge", "--db", str(db), "--room", room, "--retain-messages", str(keep))
+    done = await asyncio.to_thread(run_cli, *args, process=True)
+    assert done.exit_code == 0, done.output
 
 
 async def test_history_and_resume_across_retention(pages: Pages, tmp_path: Path) -> None:

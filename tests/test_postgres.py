@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -330,26 +328,12 @@ def test_bench_measures_two_postgres_servers_against_sqlite() -> None:
     """`chatlog bench --postgres` spreads clients over two PostgreSQL-backed servers: nothing
     lost, repeated or out of order, and the report compares them with SQLite."""
     url = postgres_server_url()
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chatlog",
-            "bench",
-            "--spawn",
-            "--postgres",
-            url,
-            "--pg-servers",
-            "2",
-            *("--clients", "6", "--senders", "4", "--messages", "200", "--json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_cli(
+        "bench", "--spawn", "--postgres", url, "--pg-servers", "2",
+        *("--clients", "6", "--senders", "4", "--messages", "200", "--json"),
+        env={"PYTHONUNBUFFERED": "1"}, process=True, timeout=90,
+    )  # fmt: skip
+    assert out.exit_code == 0, out.stderr
     report = json.loads(out.stdout)
     assert set(report["results"]) == {"chatlog", "postgres-2"}
     pg = report["results"]["postgres-2"]
