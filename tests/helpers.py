@@ -118,7 +118,8 @@ class ServerProcess:
     file (a pipe could fill up), appended to across restarts. The port stays the same across
     restarts, and ``db`` may be changed between them."""
 
-    #: Tests send bursts no person types and never answer pings late (test_guard tests both).
+    #: No rate limit and no heartbeat: tests send bursts no person types, and test_guard tests
+    #: both limits with flags of its own.
     DEFAULTS = ("--heartbeat", "0", "--rate", "0")
 
     def __init__(
