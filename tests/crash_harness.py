@@ -24,83 +24,16 @@ import argparse
 import asyncio
 import base64
 import json
-import os
 import random
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """``python -m chatlog serve`` as a subprocess, logging to a file (a pipe could fill up)."""
-
-    def __init__(self, db: Path, *args: str, prefix: tuple[str, ...] = ()) -> None:
-        self.db = db
-        self.args = args
-        #: A command the server runs under, e.g. ``("fiu-run", "-x")`` for fault injection.
-        self.prefix = prefix
-        self.port = free_port()
-        self.log = db.with_suffix(".log")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def port_args(self) -> list[str]:
-        return ["--port", str(self.port), *self.args]
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def start(self, timeout: float = 30.0) -> float:
-        """Start and wait until the port accepts; return the seconds that took."""
-        began = time.monotonic()
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *self.prefix,
-                    sys.executable,
-                    *("-m", "chatlog", "serve", "--db", str(self.db)),
-                    *self.port_args,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        while time.monotonic() - began < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return time.monotonic() - began
-            except OSError:
-                time.sleep(0.02)
-        self.kill()
-        raise RuntimeError("server did not start listening in time")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+from tests.backends import rows, scalar
+from tests.helpers import ServerProcess
 
 
 @dataclass
@@ -191,7 +124,7 @@ class LoadClient:
 
 
 async def load_and_kill(
-    server: Server,
+    server: ServerProcess,
     seed: int,
     *,
     clients: int,
@@ -216,32 +149,33 @@ async def load_and_kill(
     return load, kill_after
 
 
-def check_log(db: Path, load: list[LoadClient], result: RoundResult) -> None:
+def check_log(db: str, load: list[LoadClient], result: RoundResult) -> None:
     """Compare what clients were shown with the database file (the server is dead)."""
     sent = {nonce for c in load for nonce in c.sent}
-    with sqlite3.connect(db) as conn:
-        result.integrity = conn.execute("pragma integrity_check").fetchone()[0]
-        rows = {
-            row[0]: (row[1], row[2], row[3])
-            for row in conn.execute(
-                "select id, room, nonce, message from messages where nonce like ?",
-                (f"s{result.seed}c%",),
-            )
-        }
-        result.duplicates = conn.execute(
-            "select count(*) from (select room, nonce from messages where nonce is not null "
-            "group by room, nonce having count(*) > 1)"
-        ).fetchone()[0]
-    result.stored = len(rows)
-    result.phantoms = sum(1 for _room, nonce, _body in rows.values() if nonce not in sent)
+    result.integrity = scalar(db, "pragma integrity_check")
+    stored = {
+        row[0]: (row[1], row[2], row[3])
+        for row in rows(
+            db,
+            "select id, room, nonce, message from messages where nonce like ?",
+            f"s{result.seed}c%",
+        )
+    }
+    result.duplicates = scalar(
+        db,
+        "select count(*) from (select room, nonce from messages where nonce is not null "
+        "group by room, nonce having count(*) > 1)",
+    )
+    result.stored = len(stored)
+    result.phantoms = sum(1 for _room, nonce, _body in stored.values() if nonce not in sent)
     for client in load:
         result.received += len(client.seen)
         for msg_id, shown in client.seen.items():
-            if rows.get(msg_id) != shown:
-                result.lost.append((client.name, msg_id, shown, rows.get(msg_id)))
+            if stored.get(msg_id) != shown:
+                result.lost.append((client.name, msg_id, shown, stored.get(msg_id)))
 
 
-async def retry_unacked(server: Server, load: list[LoadClient], result: RoundResult) -> None:
+async def retry_unacked(server: ServerProcess, load: list[LoadClient], result: RoundResult) -> None:
     """Send every unacknowledged message again with its nonce, as a client retry would."""
     async with aiohttp.ClientSession() as session:
         for client in load:
@@ -261,16 +195,16 @@ async def retry_unacked(server: Server, load: list[LoadClient], result: RoundRes
                             break
             await ws.close()
             result.retried += len(pending)
-    with sqlite3.connect(server.db) as conn:
-        result.retry_duplicates = conn.execute(
-            "select count(*) from (select room, nonce from messages where nonce like ? "
-            "group by room, nonce having count(*) > 1)",
-            (f"s{result.seed}c%",),
-        ).fetchone()[0]
+    result.retry_duplicates = scalar(
+        server.db,
+        "select count(*) from (select room, nonce from messages where nonce like ? "
+        "group by room, nonce having count(*) > 1)",
+        f"s{result.seed}c%",
+    )
 
 
 async def crash_round(
-    server: Server,
+    server: ServerProcess,
     seed: int,
     *,
     clients: int = 20,
@@ -286,21 +220,17 @@ async def crash_round(
     result = RoundResult(seed=seed, kill_after=kill_after)
     result.sent = sum(len(c.sent) for c in load)
     check_log(server.db, load, result)
-    result.restart_seconds = server.start()
-    with sqlite3.connect(server.db) as conn:
-        result.stale = conn.execute("select count(*) from websocket_connections").fetchone()[0]
+    result.restart_seconds = server.start().started_in
+    result.stale = scalar(server.db, "select count(*) from websocket_connections")
     if retry:
         await retry_unacked(server, load, result)
     return result
 
 
-SERVER_ARGS = ("--rate", "0", "--heartbeat", "0")
-
-
 async def run_rounds(
     rounds: int, first_seed: int, workdir: Path, **kwargs: Any
 ) -> list[RoundResult]:
-    server = Server(workdir / "crash.db", *SERVER_ARGS)
+    server = ServerProcess(workdir / "crash.db")  # no rate limit, no heartbeat
     server.start()
     results = []
     try:

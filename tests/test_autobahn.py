@@ -7,15 +7,14 @@ Cases 1-7 and 10 run with the production settings; 9.1-9.2 (messages up to 16 Mi
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 
 from chatlog.settings import Settings
-from tests.conftest import skip_or_fail
 from tests.echo_app import create_echo_app
+from tests.helpers import skip_or_fail, start_server
 
 #: Verdicts that are not OK but accepted, each with its reason in the README.
 KNOWN = {
@@ -49,24 +48,26 @@ def verdicts(results: list[Any]) -> dict[str, tuple[str, str]]:
     return {r.case_id: (r.behavior.value, r.behavior_close.value) for r in results}
 
 
-async def test_autobahn_1_to_7_and_10_with_production_settings(
-    aiohttp_server: Callable[..., Awaitable[TestServer]],
-) -> None:
+async def test_autobahn_1_to_7_and_10_with_production_settings() -> None:
     """Cases 1-7 and 10: zero FAILED; everything not OK is a known, documented deviation."""
-    server = await aiohttp_server(create_echo_app(Settings(heartbeat=0)))
+    server = await start_server(create_echo_app(Settings(heartbeat=0)))
     cases = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"]
-    got = verdicts(await run_cases(server, cases))
+    try:
+        got = verdicts(await run_cases(server, cases))
+    finally:
+        await server.close()
     assert len(got) == 247
     odd = {case: v for case, v in got.items() if v != ("OK", "OK")}
     assert odd == KNOWN
     assert got["7.9.5"] == ("OK", "OK")  # reserved close code 1006 answered with 1002
 
 
-async def test_autobahn_9_1_and_9_2_large_messages(
-    aiohttp_server: Callable[..., Awaitable[TestServer]],
-) -> None:
+async def test_autobahn_9_1_and_9_2_large_messages() -> None:
     """Cases 9.1-9.2 (64 KiB to 16 MiB messages, text and binary): all OK."""
     settings = Settings(heartbeat=0, max_message_bytes=16 * 1024 * 1024)
-    server = await aiohttp_server(create_echo_app(settings))
-    got = verdicts(await run_cases(server, ["9.1.*", "9.2.*"]))
+    server = await start_server(create_echo_app(settings))
+    try:
+        got = verdicts(await run_cases(server, ["9.1.*", "9.2.*"]))
+    finally:
+        await server.close()
     assert len(got) == 12 and set(got.values()) == {("OK", "OK")}

@@ -16,10 +16,23 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import Connect
-from tests.guarded import eventually, rows, scalar
-from tests.rawws import BINARY, CLOSE, CONT, PING, TEXT, RawClient, frame
-from tests.support import ChatClient, b64
+from tests.backends import rows, scalar
+from tests.helpers import eventually
+from tests.wsclients import (
+    BINARY,
+    CLOSE,
+    CONT,
+    PING,
+    TEXT,
+    ChatClient,
+    Connect,
+    RawClient,
+    b64,
+    frame,
+)
+
+# Frame handling does not depend on the log's backend (test_chat runs its error rows on both).
+pytestmark = pytest.mark.backends("sqlite")
 
 HI = b64("hi")
 

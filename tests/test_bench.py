@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
+
+from tests.helpers import CliResult, run_cli
 
 FIELDS = {
     "msgs_per_s",
@@ -26,22 +25,13 @@ FIELDS = {
 SMALL = ("--clients", "5", "--senders", "2", "--messages", "200")
 
 
-def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run `chatlog bench` with ``args`` in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "chatlog", "bench", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        check=False,
-    )
-
-
 def test_bench_spawn_baseline_smoke() -> None:
     """A small spawned run against chatlog and the baseline loses and repeats nothing."""
-    out = bench("--spawn", "--baseline", *SMALL, "--json")
-    assert out.returncode == 0, out.stderr
+    out = run_cli(
+        "bench", "--spawn", "--baseline", *SMALL, "--json",
+        env={"PYTHONUNBUFFERED": "1"}, process=True, timeout=90,
+    )  # fmt: skip
+    assert out.exit_code == 0, out.stderr
     report = json.loads(out.stdout)
     assert set(report["results"]) == {"chatlog", "baseline"}
     for name, result in report["results"].items():
@@ -56,10 +46,15 @@ def test_bench_spawn_baseline_smoke() -> None:
     assert {"deliveries_per_s", "latency_ms.p99"} <= set(report["ratios"])
 
 
+def bench(*args: str) -> CliResult:
+    """Run `chatlog bench` with ``args`` as a process, as a user runs it."""
+    return run_cli("bench", *args, env={"PYTHONUNBUFFERED": "1"}, process=True, timeout=90)
+
+
 def test_bench_nonce_delivers_everything() -> None:
     """With --nonce every message, each with its own Nonce, reaches every client once."""
     out = bench("--spawn", *SMALL, "--nonce", "--json")
-    assert out.returncode == 0, out.stderr
+    assert out.exit_code == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["config"]["nonce"] is True
     result = report["results"]["chatlog"]
@@ -71,7 +66,7 @@ def test_bench_nonce_delivers_everything() -> None:
 def test_bench_retries_are_stored_once() -> None:
     """Retried nonces are answered with the original's ID and leave one row per nonce."""
     out = bench("--spawn", *SMALL, "--nonce", "--retry-share", "0.3")
-    assert out.returncode == 0, out.stderr
+    assert out.exit_code == 0, out.stderr
     assert "stored once: yes (200 rows for 200 distinct nonces)" in out.stdout
     rows = dict(re.findall(r"^(retries[\w ,]*?|lost|duplicates)\s+(\d+)$", out.stdout, re.M))
     assert int(rows["retries sent"]) > 0

@@ -1,23 +1,26 @@
-"""The chat server over real sockets and a real SQLite file: the IRIS sample's behaviour, fixed."""
+"""The chat server over real sockets and a real log (SQLite and PostgreSQL): the IRIS sample's
+behaviour, fixed."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-import sqlite3
-from pathlib import Path
 
 import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
 
 from chatlog.protocol import STATUS_MESSAGE
-from tests.conftest import Connect
-from tests.support import b64
+from tests.backends import Backend, rows
+from tests.helpers import eventually
+from tests.wsclients import Connect, b64
 
-
-def rows(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, args).fetchall()
+#: ``sent_at`` to the second, as the Sent field of a Chat frame shows it.
+SENT_SECOND = {
+    "sqlite": "strftime('%Y-%m-%d %H:%M:%S', sent_at)",
+    "postgres": "to_char(sent_at, 'YYYY-MM-DD HH24:MI:SS')",
+}
 
 
 async def test_open_sends_status_then_userlist(connect: Connect) -> None:
@@ -30,7 +33,7 @@ async def test_open_sends_status_then_userlist(connect: Connect) -> None:
     assert alice.seen[1] == {"Type": "userlist", "Users": []}
 
 
-async def test_original_client_frames(connect: Connect, db_path: Path) -> None:
+async def test_original_client_frames(connect: Connect, backend: Backend) -> None:
     """The original page's frames work: alias, a Latin-1 btoa body, and `{}` from a bare alias."""
     page = await connect("/csp/user/Chat.Server.cls")
     assert (await page.alias("bob"))["Users"] == [{"User": "bob"}]
@@ -41,12 +44,12 @@ async def test_original_client_frames(connect: Connect, db_path: Path) -> None:
     await page.ws.send_str("{}")
     error = await page.recv("Error")
     assert error["Code"] == "unknown-frame"
-    assert rows(db_path, "select author, text from messages") == [("bob", "café crème")]
-    assert rows(db_path, "select kind from errors") == [("unknown-frame",)]
+    assert rows(backend.db, "select author, text from messages") == [("bob", "café crème")]
+    assert rows(backend.db, "select kind from errors") == [("unknown-frame",)]
 
 
 async def test_everyone_in_room_gets_the_message_sender_included(
-    connect: Connect, db_path: Path
+    connect: Connect, backend: Backend
 ) -> None:
     """Three clients in a room all receive a message, sender included, with Type, Sent, ID, Room."""
     clients = [await connect(room="lobby") for _ in range(3)]
@@ -58,7 +61,7 @@ async def test_everyone_in_room_gets_the_message_sender_included(
     assert frame["Message"] == b64("hello all") and frame["Extra"] == [1, "two"]
     assert frame["Type"] == "Chat" and frame["Room"] == "lobby" and frame["Author"] == "unknown"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", frame["Sent"])
-    (row,) = rows(db_path, "select id, strftime('%Y-%m-%d %H:%M:%S', sent_at) from messages")
+    (row,) = rows(backend.db, f"select id, {SENT_SECOND[backend.kind]} from messages")
     assert frame["ID"] == row[0] and frame["Sent"] == row[1]
 
 
@@ -76,24 +79,24 @@ async def test_rooms_are_isolated(connect: Connect) -> None:
     assert frame["Room"] == "blue" and frame["Message"] == b64("sync")
 
 
-async def test_text_user_inside_a_chat_is_a_chat(connect: Connect, db_path: Path) -> None:
+async def test_text_user_inside_a_chat_is_a_chat(connect: Connect, backend: Backend) -> None:
     """A chat frame containing `User` (body, author, extra key) is a chat, not a rename."""
     alice = await connect()
     await alice.alias("SuperUser")
     await alice.ws.send_str(json.dumps({"Message": b64("User list please"), "Author": "User"}))
     frame = await alice.recv("Chat")
     assert frame["Author"] == "SuperUser"
-    assert rows(db_path, "select text from messages") == [("User list please",)]
-    assert rows(db_path, "select alias from users") == [("SuperUser",)]
+    assert rows(backend.db, "select text from messages") == [("User list please",)]
+    assert rows(backend.db, "select alias from users") == [("SuperUser",)]
 
 
-async def test_forged_author_is_replaced(connect: Connect, db_path: Path) -> None:
+async def test_forged_author_is_replaced(connect: Connect, backend: Backend) -> None:
     """The author shown and stored is the connection's alias, whatever the frame claims."""
     mallory, victim = await connect(), await connect()
     await mallory.alias("mallory")
     await mallory.ws.send_str(json.dumps({"Message": b64("trust me"), "Author": "admin"}))
     assert (await victim.recv("Chat"))["Author"] == "mallory"
-    assert rows(db_path, "select author from messages") == [("mallory",)]
+    assert rows(backend.db, "select author from messages") == [("mallory",)]
 
 
 async def test_rename_replaces_and_close_removes_exactly_that_entry(connect: Connect) -> None:
@@ -127,7 +130,7 @@ BAD_FRAMES = [
 ]
 
 
-async def test_bad_input_gets_an_error_frame_and_a_row(connect: Connect, db_path: Path) -> None:
+async def test_bad_input_gets_an_error_frame_and_a_row(connect: Connect, backend: Backend) -> None:
     """Each bad frame gets its Error code and an errors row; the sender and others carry on."""
     bad, other = await connect(), await connect()
     for text, code in BAD_FRAMES:
@@ -139,12 +142,12 @@ async def test_bad_input_gets_an_error_frame_and_a_row(connect: Connect, db_path
         assert (await other.recv("Chat"))["Message"] == b64(f"still here after {code}")
     await bad.say("and I carry on too")
     assert (await bad.recv_chat("and I carry on too"))["Author"] == "unknown"
-    kinds = [kind for (kind,) in rows(db_path, "select kind from errors order by id")]
+    kinds = [kind for (kind,) in rows(backend.db, "select kind from errors order by id")]
     assert kinds == [code for _, code in BAD_FRAMES]
-    assert len(rows(db_path, "select id from messages")) == len(BAD_FRAMES) + 1
+    assert len(rows(backend.db, "select id from messages")) == len(BAD_FRAMES) + 1
 
 
-async def test_binary_frame_closes_with_1003(connect: Connect, db_path: Path) -> None:
+async def test_binary_frame_closes_with_1003(connect: Connect, backend: Backend) -> None:
     """A binary frame closes that connection with 1003 and leaves an errors row."""
     bad, other = await connect(), await connect()
     await bad.ws.send_bytes(b"\x00\x01")
@@ -152,10 +155,10 @@ async def test_binary_frame_closes_with_1003(connect: Connect, db_path: Path) ->
     assert bad.ws.close_code == 1003, msg
     await other.say("unaffected")
     assert (await other.recv("Chat"))["Message"] == b64("unaffected")
-    assert rows(db_path, "select kind from errors") == [("binary-frame",)]
+    assert rows(backend.db, "select kind from errors") == [("binary-frame",)]
 
 
-async def test_oversize_frame_closes_with_1009(connect: Connect, db_path: Path) -> None:
+async def test_oversize_frame_closes_with_1009(connect: Connect, backend: Backend) -> None:
     """A frame over max-message-bytes closes with 1009 and leaves an errors row; no message."""
     bad, other = await connect(), await connect()
     await bad.say("x" * 70_000)
@@ -163,23 +166,21 @@ async def test_oversize_frame_closes_with_1009(connect: Connect, db_path: Path) 
     assert bad.ws.close_code == 1009
     await other.say("unaffected")
     await other.recv("Chat")
-    assert rows(db_path, "select kind from errors") == [("protocol-error",)]
-    assert rows(db_path, "select count(*) from messages") == [(1,)]
+    assert rows(backend.db, "select kind from errors") == [("protocol-error",)]
+    assert rows(backend.db, "select count(*) from messages") == [(1,)]
 
 
 async def test_message_is_committed_before_anyone_receives_it(
-    connect: Connect, db_path: Path
+    connect: Connect, backend: Backend
 ) -> None:
-    """Every Chat frame a client receives is already a committed row of the database file."""
+    """Every Chat frame a client receives is already a committed row of the log."""
     sender, watcher = await connect(), await connect()
     for i in range(50):
         await sender.say(f"m{i}")
-    reader = sqlite3.connect(db_path)
     for _ in range(50):
         frame = await watcher.recv("Chat")
-        stored = reader.execute("select text from messages where id = ?", (frame["ID"],))
-        assert stored.fetchone() is not None, frame
-    reader.close()
+        stored = rows(backend.db, "select text from messages where id = ?", frame["ID"])
+        assert stored != [], frame
 
 
 async def test_ids_are_in_order_for_every_client(connect: Connect) -> None:
@@ -191,35 +192,34 @@ async def test_ids_are_in_order_for_every_client(connect: Connect) -> None:
     assert sequences[0] == sorted(set(sequences[0]))
 
 
-async def test_connection_rows_follow_the_socket(connect: Connect, db_path: Path) -> None:
+async def test_connection_rows_follow_the_socket(connect: Connect, backend: Backend) -> None:
     """websocket_connections and users hold live connections only; close removes both rows."""
+    db = backend.db
     alice = await connect(room="r1")
     await alice.alias("alice")
-    assert rows(db_path, "select ws_id, room from websocket_connections") == [(alice.ws_id, "r1")]
-    assert rows(db_path, "select ws_id, alias, room from users") == [(alice.ws_id, "alice", "r1")]
+    assert rows(db, "select ws_id, room from websocket_connections") == [(alice.ws_id, "r1")]
+    assert rows(db, "select ws_id, alias, room from users") == [(alice.ws_id, "alice", "r1")]
     await alice.close()
-    for _ in range(100):
-        if not rows(db_path, "select * from websocket_connections"):
-            break
-        await asyncio.sleep(0.02)
-    assert rows(db_path, "select * from websocket_connections") == []
-    assert rows(db_path, "select * from users") == []
+    await eventually(lambda: rows(db, "select * from websocket_connections") == [])
+    assert rows(db, "select * from websocket_connections") == []
+    assert rows(db, "select * from users") == []
 
 
-async def test_unicode_round_trip(connect: Connect, db_path: Path) -> None:
+async def test_unicode_round_trip(connect: Connect, backend: Backend) -> None:
     """Emoji, CJK, combining marks and RTL text reach the text column and peers intact."""
     alice, bob = await connect(), await connect()
     text = "héllo 👋 你好 e\u0301 مرحبا"
     await alice.say(text)
     frame = await bob.recv("Chat")
     assert frame["Message"] == b64(text)
-    assert rows(db_path, "select text from messages") == [(text,)]
+    assert rows(backend.db, "select text from messages") == [(text,)]
 
 
+@pytest.mark.backends("sqlite")  # refused before the log is touched
 async def test_bad_room_is_refused_before_upgrade(
-    server: object, session: aiohttp.ClientSession
+    server: TestServer, session: aiohttp.ClientSession
 ) -> None:
     """A room name with control characters is a 400, not a socket."""
-    url = str(server.make_url("/ws"))  # type: ignore[attr-defined]
+    url = str(server.make_url("/ws"))
     async with session.get(url, params={"room": "a\x01b"}) as response:
         assert response.status == 400

@@ -24,8 +24,14 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import skip_or_fail
-from tests.pgsupport import ENV, server_url
+from tests.backends import POSTGRES_ENV
+from tests.helpers import skip_or_fail
+
+
+def server_url() -> str | None:
+    """The test PostgreSQL server, if one is configured."""
+    return os.environ.get(POSTGRES_ENV) or None
+
 
 #: Bytes that are not a SQLite database (and not empty: an empty file is an empty database).
 JUNK = b"this is not a chatlog database, only some text\n" * 100
@@ -302,7 +308,7 @@ def test_export_error_names_the_file_asked_for(cases: dict[str, Case]) -> None:
 def test_missing_postgres_database_is_one_line(cases: dict[str, Case], name: str) -> None:
     """A PostgreSQL server that is up but lacks the database: one line naming it, exit 1."""
     if server_url() is None:
-        skip_or_fail(f"{ENV} is not set: no PostgreSQL to test against")
+        skip_or_fail(f"{POSTGRES_ENV} is not set: no PostgreSQL to test against")
     case = cases[f"missing-postgres-database/{name}"]
     assert_one_error_line(case, 1, "'chatlog_no_such_database' at ")
     assert "does not exist" in str(case.result and case.result.stderr)

@@ -13,21 +13,22 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.crash_harness import SERVER_ARGS, Server, crash_round
+from tests.crash_harness import crash_round
+from tests.helpers import ServerProcess
 
 ROUNDS = int(os.environ.get("CHATLOG_CRASH_ROUNDS", "20"))
 
 
 @pytest.fixture(scope="module")
-def crash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("crash") / "crash.db", *SERVER_ARGS)
-    server.start()
-    yield server
-    server.kill()
+def crash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with ServerProcess(tmp_path_factory.mktemp("crash") / "crash.db") as server:
+        yield server
 
 
 @pytest.mark.parametrize("seed", range(ROUNDS))
-async def test_sigkill_round_loses_and_duplicates_nothing(crash_server: Server, seed: int) -> None:
+async def test_sigkill_round_loses_and_duplicates_nothing(
+    crash_server: ServerProcess, seed: int
+) -> None:
     """Kill -9 at a random moment: 0 lost, 0 duplicates (also on retry), integrity ok, 0 stale."""
     result = await crash_round(crash_server, seed)
     print(result.line())

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import socket
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from chatlog.log.model import StoredMessage
 from chatlog.protocol import CLOSE_SLOW_CONSUMER
-from chatlog.server.app import create_app
 from chatlog.server.client import ws_frame
 from chatlog.server.keys import RUNTIME
-from chatlog.settings import Settings
-from tests.conftest import Connect
-from tests.support import ChatClient, b64
+from tests.helpers import ServerProcess, Start, skip_or_fail
+from tests.wsclients import ChatClient, Connect, b64, ws_url
 
-Server = Callable[..., Awaitable[TestServer]]
+# The fan-out path after a commit is the same whichever backend committed.
+pytestmark = pytest.mark.backends("sqlite")
 
 
 def test_ws_frame_headers_cover_all_three_length_forms() -> None:
@@ -32,12 +32,12 @@ def test_ws_frame_headers_cover_all_three_length_forms() -> None:
 
 
 async def test_a_burst_arrives_intact_and_in_order_at_many_clients(
-    aiohttp_server: Server, settings: Settings, session: aiohttp.ClientSession
+    start: Start, session: aiohttp.ClientSession
 ) -> None:
     """Messages group-committed together reach 20 clients whole, in ID order, none missing."""
     # The burst is far beyond what the default per-connection rate limit lets one socket send.
-    server = await aiohttp_server(create_app(settings.replace(rate=0)))
-    url = str(server.make_url("/ws")) + "?room=burst"
+    server = await start(rate=0)
+    url = ws_url(server, room="burst")
     clients = [await ChatClient.connect(session, url) for _ in range(20)]
     runtime = server.app[RUNTIME]
     assert all(c.fast for c in runtime.hub.clients()), "the raw-write path is not in use"
@@ -131,13 +131,11 @@ class StalledClient:
 
 
 async def test_a_client_that_stops_reading_is_closed_with_1013_and_others_carry_on(
-    aiohttp_server: Server, settings: Settings, session: aiohttp.ClientSession
+    start: Start, session: aiohttp.ClientSession
 ) -> None:
     """With its queue full, a stalled reader gets 1013 while readers keep getting every frame."""
-    server = await aiohttp_server(
-        create_app(settings.replace(client_queue=4, synchronous="NORMAL"))
-    )
-    url = str(server.make_url("/ws")) + "?room=slow"
+    server = await start(client_queue=4, synchronous="NORMAL")
+    url = ws_url(server, room="slow")
     readers = [await ChatClient.connect(session, url) for _ in range(3)]
     stalled = await asyncio.to_thread(StalledClient, server.port, "slow")
     metrics = server.app[RUNTIME].metrics
@@ -167,14 +165,7 @@ async def test_a_client_that_stops_reading_is_closed_with_1013_and_others_carry_
 
 def test_serve_runs_on_uvloop_when_asked(tmp_path: Path) -> None:
     """`serve --event-loop uvloop` fans a message out to every socket (raw writes on uvloop)."""
-    import asyncio
-    import importlib.util
-
-    from tests.servers import ServerProcess
-
     if importlib.util.find_spec("uvloop") is None:
-        from tests.conftest import skip_or_fail
-
         skip_or_fail("uvloop is not installed")
 
     async def chat(url: str) -> list[str]:

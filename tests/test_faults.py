@@ -11,22 +11,19 @@ import asyncio
 import errno
 import json
 import shutil
-import sqlite3
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from chatlog.server.app import create_app
 from chatlog.settings import Settings
-from tests.conftest import skip_or_fail
-from tests.crash_harness import Server
-from tests.support import ChatClient, b64
+from tests.backends import rows
+from tests.helpers import ServerProcess, skip_or_fail, start_server
+from tests.wsclients import ChatClient, b64
 
 
 @pytest.fixture
@@ -79,9 +76,8 @@ async def send(client: ChatClient, text: str) -> str:
     return await outcome(client, text)
 
 
-def stored_nonces(db: Path) -> list[str]:
-    with sqlite3.connect(db) as conn:
-        return [row[0] for row in conn.execute("select nonce from messages order by id")]
+def stored_nonces(db: str | Path) -> list[str]:
+    return [row[0] for row in rows(db, "select nonce from messages order by id")]
 
 
 async def reads_still_work(
@@ -102,7 +98,7 @@ async def reads_still_work(
 async def fault_then_recover(
     session: aiohttp.ClientSession,
     url: str,
-    db: Path,
+    db: str | Path,
     inject: Callable[[], Any],
     clear: Callable[[], Any],
 ) -> dict[str, Any]:
@@ -133,27 +129,27 @@ async def fault_then_recover(
         assert await send(writer, nonce) == "stored"
     nonces = stored_nonces(db)
     assert len(nonces) == len(set(nonces)) and set(failed) <= set(nonces)
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
+    assert rows(db, "pragma integrity_check") == [("ok",)]
     return {"failed": len(failed), "tried": len(outcomes), "recovered_s": recovered}
 
 
 async def test_disk_full_nacks_writes_serves_reads_and_recovers(
-    tiny_disk: Path,
-    aiohttp_server: Callable[..., Awaitable[TestServer]],
-    session: aiohttp.ClientSession,
+    tiny_disk: Path, session: aiohttp.ClientSession
 ) -> None:
     """Disk full: store-failed, no Chat for it, reads served, writes back once space returns."""
     db = tiny_disk / "chat.db"
-    server = await aiohttp_server(create_app(Settings(db=str(db), heartbeat=0, rate=0)))
+    server = await start_server(Settings(db=str(db), heartbeat=0, rate=0))
     filler: list[Path] = []
-    figures = await fault_then_recover(
-        session,
-        str(server.make_url("/ws")),
-        db,
-        inject=lambda: filler.append(fill(tiny_disk)),
-        clear=lambda: filler[0].unlink(),
-    )
+    try:
+        figures = await fault_then_recover(
+            session,
+            str(server.make_url("/ws")),
+            db,
+            inject=lambda: filler.append(fill(tiny_disk)),
+            clear=lambda: filler[0].unlink(),
+        )
+    finally:
+        await server.close()
     print(f"disk full: {figures}")
 
 
@@ -163,8 +159,7 @@ async def test_read_only_database_nacks_writes_and_recovers(
     """Writes failing with EROFS (libfiu on pwrite): store-failed, reads served, recovery."""
     if shutil.which("fiu-run") is None or shutil.which("fiu-ctrl") is None:
         skip_or_fail("fiu-utils is not installed (apt-get install fiu-utils)")
-    server = Server(tmp_path / "ro.db", "--rate", "0", "--heartbeat", "0", prefix=("fiu-run", "-x"))
-    server.start()
+    server = ServerProcess(tmp_path / "ro.db", prefix=("fiu-run", "-x")).start()
 
     def fiu(command: str) -> None:
         subprocess.run(["fiu-ctrl", "-c", command, str(server.pid)], check=True, timeout=10)

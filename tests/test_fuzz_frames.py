@@ -1,6 +1,6 @@
 """Hypothesis feeds random frames to a live server: it stays up and the log stays consistent.
 
-The server runs in a thread with its own event loop for the whole module; every example opens
+The server runs as a ``chatlog serve`` subprocess for the whole module; every example opens
 a fresh connection in a fresh room, sends its frames and then a sentinel, and checks that the
 room holds exactly the messages the pure parser accepts, nothing else.
 """
@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatlog import protocol
-from chatlog.server.app import create_app
-from chatlog.settings import Settings
-from tests.servers import free_port
-from tests.support import b64
+from tests.backends import rows
+from tests.helpers import ServerProcess
+from tests.wsclients import b64
 
 KEYS = ["Message", "User", "History", "Nonce", "Author", "Before", "Limit", "x"]
 scalars = (
@@ -63,44 +58,9 @@ frames = st.one_of(
 )
 
 
-class ThreadedServer:
-    """The chat app served from a background thread, on a loopback port."""
-
-    def __init__(self, db: Path) -> None:
-        self.port = free_port()
-        self.db = db
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        self._loop.run_until_complete(self._serve())
-
-    async def _serve(self) -> None:
-        app = create_app(Settings(db=str(self.db), heartbeat=0, rate=0))
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        self._stop = asyncio.Event()
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
-
-    def __enter__(self) -> ThreadedServer:
-        self._thread.start()
-        assert self._ready.wait(20), "server did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(20)
-
-
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    with ThreadedServer(tmp_path_factory.mktemp("fuzz") / "fuzz.db") as server:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with ServerProcess(tmp_path_factory.mktemp("fuzz") / "fuzz.db") as server:
         yield server
 
 
@@ -147,20 +107,18 @@ _rooms = iter(range(10**6))
 )
 @given(texts=st.lists(frames, max_size=12))
 def test_random_frames_keep_server_up_and_log_consistent(
-    live: ThreadedServer, texts: list[str]
+    live: ServerProcess, texts: list[str]
 ) -> None:
     """Random text and JSON-ish frames: only valid chats are stored; the server answers on."""
     room = f"fuzz{next(_rooms)}"
     asyncio.run(_exchange(live.port, room, texts))
-    with sqlite3.connect(live.db) as conn:
-        stored = conn.execute("select count(*) from messages where room = ?", (room,)).fetchone()
-        assert stored[0] == expected_rows(texts) + 1  # + the sentinel
-        assert conn.execute("pragma quick_check").fetchone() == ("ok",)
+    stored = rows(live.db, "select count(*) from messages where room = ?", room)
+    assert stored[0][0] == expected_rows(texts) + 1  # + the sentinel
+    assert rows(live.db, "pragma quick_check") == [("ok",)]
 
 
-def test_log_is_intact_after_fuzzing(live: ThreadedServer) -> None:
+def test_log_is_intact_after_fuzzing(live: ServerProcess) -> None:
     """After all examples: integrity_check ok and every stored raw frame parses again."""
-    with sqlite3.connect(live.db) as conn:
-        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
-        for (raw,) in conn.execute("select raw from messages"):
-            assert isinstance(protocol.parse_client_frame(raw), protocol.Chat)
+    assert rows(live.db, "pragma integrity_check") == [("ok",)]
+    for (raw,) in rows(live.db, "select raw from messages"):
+        assert isinstance(protocol.parse_client_frame(raw), protocol.Chat)

@@ -6,15 +6,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from chatlog.server import auth
-from chatlog.server.app import create_app
 from chatlog.server.guard import RedactingAccessLogger, normalize_origin
 from chatlog.server.keys import GUARD
 from chatlog.server.limits import (
@@ -25,26 +24,41 @@ from chatlog.server.limits import (
     Verdict,
 )
 from chatlog.settings import Settings
-from tests.guarded import SECRET, eventually, open_client, refused_status, rows, scalar
-from tests.rawws import CLOSE, PING, RawClient
-from tests.servers import ServerProcess
-from tests.support import b64
+from tests.backends import rows, scalar
+from tests.helpers import ServerProcess, Start, eventually, run_cli
+from tests.wsclients import CLOSE, PING, ChatClient, RawClient, b64, ws_url
 
-Start = Callable[..., Awaitable[TestServer]]
+# Handshake guards, tokens and limits act before the log is touched: SQLite is enough.
+pytestmark = pytest.mark.backends("sqlite")
+
+SECRET = "test-secret-0123456789abcdef"
 
 
-@pytest.fixture
-def start(aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings) -> Start:
-    """Start a server on the test database with some settings changed."""
+async def open_client(
+    session: aiohttp.ClientSession,
+    server: TestServer,
+    *,
+    headers: dict[str, str] | None = None,
+    **query: Any,
+) -> ChatClient:
+    """A ChatClient past Status and userlist, or ``WSServerHandshakeError`` when refused."""
+    return await ChatClient.connect(session, ws_url(server, **query), headers=headers or {})
 
-    async def _start(
-        server_kwargs: dict[str, object] | None = None, **changes: object
-    ) -> TestServer:
-        return await aiohttp_server(
-            create_app(settings.replace(**changes)), **(server_kwargs or {})
-        )
 
-    return _start
+async def refused_status(
+    session: aiohttp.ClientSession,
+    server: TestServer,
+    *,
+    headers: dict[str, str] | None = None,
+    **query: Any,
+) -> int:
+    """The HTTP status of a handshake the server refuses (0 if it was accepted)."""
+    try:
+        ws = await session.ws_connect(ws_url(server, **query), headers=headers or {})
+    except aiohttp.WSServerHandshakeError as exc:
+        return exc.status
+    await ws.close()
+    return 0
 
 
 # --- pure rules ------------------------------------------------------------------------------
@@ -153,11 +167,7 @@ async def test_allowed_origin_flag_and_env(tmp_path: Path) -> None:
     """`--allowed-origin` repeats and CHATLOG_ALLOWED_ORIGIN takes a comma-separated list."""
     env = {"CHATLOG_ALLOWED_ORIGIN": "https://a.example, https://b.example"}
     assert Settings.from_env(env).allowed_origins == ("https://a.example", "https://b.example")
-    from click.testing import CliRunner
-
-    from chatlog.cli.main import main
-
-    result = CliRunner().invoke(main, ["serve", "--help"])
+    result = run_cli("serve", "--help")
     assert "--allowed-origin" in result.output and "--auth-secret" in result.output
 
 
@@ -247,8 +257,8 @@ async def test_tokens_never_reach_the_logs(tmp_path: Path) -> None:
                         assert exc.status == 401
     finally:
         server.kill()
-    assert server.proc is not None and server.proc.stderr is not None
-    logged = server.proc.stderr.read().decode()
+    assert server.proc is not None
+    logged = server.output()
     assert "refused handshake" in logged
     for token in tokens:
         for part in token.split("."):

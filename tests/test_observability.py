@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import re
-import sqlite3
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +16,11 @@ from chatlog.log.migrate import head as head_revision
 from chatlog.server.app import create_app
 from chatlog.server.logs import JsonFormatter
 from chatlog.settings import Settings
-from tests.conftest import Connect
+from tests.backends import rows
+from tests.wsclients import Connect
+
+# The endpoints read the SQLite file (readyz, WAL checkpoints); the rest is backend-neutral.
+pytestmark = pytest.mark.backends("sqlite")
 
 
 def _value(text: str, name: str) -> float:
@@ -48,8 +51,7 @@ async def test_readyz_is_503_when_the_schema_is_not_at_head(
     server: TestServer, session: aiohttp.ClientSession, db_path: Path
 ) -> None:
     """/readyz is 503 "unmigrated" when the database's revision differs from the code's head."""
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    rows(db_path, "UPDATE alembic_version SET version_num = '0001'")
     async with session.get(server.make_url("/readyz")) as resp:
         assert resp.status == 503
         body = await resp.json()

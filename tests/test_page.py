@@ -7,7 +7,6 @@ import asyncio
 import base64
 import re
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,19 +14,22 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from playwright.async_api import Browser, BrowserContext, Page, WebSocket, async_playwright, expect
 
-from chatlog.server.app import create_app
 from chatlog.server.page import CONTENT_SECURITY_POLICY
 from chatlog.settings import Settings
-from tests.conftest import skip_or_fail
-from tests.servers import ServerProcess, free_port
-from tests.support import ChatClient, b64
+from tests.backends import rows
+from tests.helpers import ServerProcess, eventually, run_cli, skip_or_fail, start_server
+from tests.wsclients import ChatClient, b64
 
 # One Chromium for the whole module (launching it is most of a test's cost), so the tests share
 # the module's event loop; every test still gets its own server, database and browser contexts.
-pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+# The page's behaviour does not depend on the backend (test_chat and test_resume run on both).
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.backends("sqlite"),
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -47,20 +49,13 @@ T = TypeVar("T")
 expect.set_options(timeout=WAIT * 1000)
 
 
-def rows(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, args).fetchall()
+async def shows(read: Callable[[], Awaitable[T]], want: T) -> None:
+    """Wait until ``read()`` returns ``want`` (the page catches up); fail showing the last value."""
 
+    async def check() -> None:
+        assert await read() == want
 
-async def eventually(read: Callable[[], Awaitable[T]], want: T, timeout: float = WAIT) -> T:
-    """Poll ``read`` until it returns ``want``; fail showing the last value."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await read()
-        if got == want or asyncio.get_running_loop().time() > deadline:
-            assert got == want
-            return got
-        await asyncio.sleep(0.05)
+    await eventually(check, timeout=WAIT)
 
 
 class ChatPage:
@@ -188,15 +183,13 @@ class Site:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def site(settings: Settings) -> AsyncIterator[Site]:
-    """``create_app`` served on 127.0.0.1 on the module's loop (where the browser lives)."""
-    runner = web.AppRunner(create_app(settings))
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
+    """The chat server on 127.0.0.1 on the module's loop (where the browser lives)."""
+    server = await start_server(settings)
     try:
-        yield Site(runner.addresses[0][1])
+        assert server.port is not None
+        yield Site(server.port)
     finally:
-        await runner.cleanup()
+        await server.close()
 
 
 # --- the page as served -----------------------------------------------------------------------
@@ -253,7 +246,7 @@ async def test_two_pages_chat_and_screenshot(pages: Pages, site: Site, db_path: 
     ]
     assert [a for _, a, _ in stored] == ["alice", "bob", "alice", "bob"]
     for page in (alice, bob):
-        await eventually(page.messages, stored)
+        await shows(page.messages, stored)
         await expect(page.page.locator("#userlist li")).to_have_text(["alice", "bob"])
         await expect(page.page.locator("#outbox-box")).to_be_hidden()
         page.assert_clean()
@@ -264,7 +257,7 @@ async def test_two_pages_chat_and_screenshot(pages: Pages, site: Site, db_path: 
     await bob.page.screenshot(path=str(ARTIFACTS / "two-users.png"))
     phone = await pages.open(site.page("tea"), width=375, height=720)
     await phone.set_name("carol")
-    await eventually(phone.messages, stored)
+    await shows(phone.messages, stored)
     await phone.page.screenshot(path=str(ARTIFACTS / "two-users-phone.png"))
 
 
@@ -304,11 +297,11 @@ async def _history_and_scrolling(pages: Pages, site: Site, writer: ChatClient) -
         await writer.say(f"message {n}")
     await writer.chats(120)
     page = await pages.open(site.page("hist"))
-    await eventually(page.texts, [f"message {n}" for n in range(71, 121)])
+    await shows(page.texts, [f"message {n}" for n in range(71, 121)])
     assert (await page.scroll())["gap"] < 2, "the newest message is in view"
     for upto in (21, 1):
         await page.page.eval_on_selector("#conversation", "s => { s.scrollTop = 0; }")
-        await eventually(page.texts, [f"message {n}" for n in range(upto, 121)])
+        await shows(page.texts, [f"message {n}" for n in range(upto, 121)])
         assert (await page.scroll())["top"] > 0, "the message that was on top stays in view"
     await page.page.eval_on_selector("#conversation", "s => { s.scrollTop = 0; }")
     await expect(page.page.locator("#older-status")).to_have_text(
@@ -320,7 +313,7 @@ async def _history_and_scrolling(pages: Pages, site: Site, writer: ChatClient) -
     await page.page.eval_on_selector("#conversation", "s => { s.scrollTop = s.scrollHeight; }")
     await writer.say("live while at the bottom")
     await expect(page.page.locator("#chat .text").last).to_have_text("live while at the bottom")
-    await eventually(lambda: _gap_small(page), True)
+    await eventually(lambda: _gap_small(page), timeout=WAIT)
     await page.page.eval_on_selector("#conversation", "s => { s.scrollTop = 1500; }")
     await writer.say("live while reading older ones")
     await expect(page.page.locator("#chat .text").last).to_have_text(
@@ -329,7 +322,7 @@ async def _history_and_scrolling(pages: Pages, site: Site, writer: ChatClient) -
     assert (await page.scroll())["top"] == 1500, "a reader who scrolled up is left alone"
     await expect(page.page.locator("#jump")).to_be_visible()
     await page.page.click("#jump")
-    await eventually(lambda: _gap_small(page), True)
+    await eventually(lambda: _gap_small(page), timeout=WAIT)
     page.assert_clean()
 
 
@@ -375,7 +368,7 @@ async def test_xss_corpus_shows_literally_and_never_runs(
         await sender.say(text)
     expected = [f"said by {n}" for n in XSS_NAMES] + XSS_MESSAGES
     for page in (sender, viewer):
-        await eventually(page.texts, expected)
+        await shows(page.texts, expected)
         authors = await page.page.locator("#chat .author").all_text_contents()
         assert authors == [*XSS_NAMES, *[XSS_NAMES[-1]] * len(XSS_MESSAGES)]
         tags = await page.page.eval_on_selector_all(
@@ -417,7 +410,7 @@ async def test_unicode_round_trip_to_another_page_and_the_text_column(
     await expect(viewer.page.locator("#userlist li")).to_have_text(["Zoë 山田 🙂"])
     for text in UNICODE_TEXTS:
         await sender.say(text)
-    await eventually(viewer.texts, UNICODE_TEXTS)
+    await shows(viewer.texts, UNICODE_TEXTS)
     stored = rows(db_path, "select author, text, message from messages order by id")
     assert [t for _, t, _ in stored] == UNICODE_TEXTS
     assert {a for a, _, _ in stored} == {"Zoë 山田 🙂"}
@@ -438,7 +431,7 @@ async def test_input_rules_empty_alias_words_and_refused_names(
     await page.say("aliases are fun")
     await page.say("alias")
     await page.say("Alias bob")
-    await eventually(page.texts, ["aliases are fun", "alias", "Alias bob"])
+    await shows(page.texts, ["aliases are fun", "alias", "Alias bob"])
     assert await page.users() == [], "none of those set a name"
     await page.say("bad \x07 bell")
     await expect(page.page.locator("#notice-text")).to_contain_text("control character")
@@ -470,7 +463,7 @@ async def test_store_failure_is_told_in_plain_words_and_retried_once(
         blocker.rollback()
         blocker.close()
     await page.page.click("#retry")
-    await eventually(page.texts, ["this must not be lost"])
+    await shows(page.texts, ["this must not be lost"])
     await expect(page.page.locator("#outbox-box")).to_be_hidden()
     assert rows(db_path, "select text from messages") == [("this must not be lost",)]
 
@@ -482,7 +475,7 @@ async def test_server_restart_every_message_once_in_order(pages: Pages, tmp_path
     """Kill the server under two open pages, restart it on the same port and db, send from a raw
     client: each page resumes (since + epoch), shows every message once, in order, with names."""
     db = tmp_path / "restart.db"
-    server = ServerProcess(db, port=free_port()).start()
+    server = ServerProcess(db).start()
     try:
         url = f"{server.http}/?room=r"
         alice = await pages.open(url)
@@ -491,7 +484,7 @@ async def test_server_restart_every_message_once_in_order(pages: Pages, tmp_path
         await bob.set_name("bob")
         await alice.say("before 1")
         await bob.say("before 2")
-        await eventually(alice.texts, ["before 1", "before 2"])
+        await shows(alice.texts, ["before 1", "before 2"])
 
         # bob's browser goes offline: it waits for "online", so it surely misses "after 1-5";
         # alice retries with backoff and comes back whenever the server is up again.
@@ -523,9 +516,9 @@ async def test_server_restart_every_message_once_in_order(pages: Pages, tmp_path
         stored = rows(db, "select id, author, text from messages where room = 'r' order by id")
         assert len(stored) == 13
         for page in (alice, bob):
-            await eventually(page.messages, [(i, a, t) for i, a, t in stored])
+            await shows(page.messages, [(i, a, t) for i, a, t in stored])
             # Both names are back (the crash forgot them), in the order the pages returned.
-            await eventually(lambda p=page: _sorted(p.users()), ["alice", "bob"])
+            await shows(lambda p=page: _sorted(p.users()), ["alice", "bob"])
             resumed = [s for s in page.sockets if "since=" in s]
             assert resumed and "epoch=" in resumed[-1], page.sockets
             page.assert_clean("ERR_CONNECTION_REFUSED")  # Chromium logs each failed retry
@@ -537,11 +530,11 @@ async def test_resume_past_the_limit_and_a_replaced_log(pages: Pages, tmp_path: 
     """Too many missed messages: the page says so and shows the newest page, each once; a
     replaced database (new epoch): the page drops the old log and shows the new one."""
     first, second = tmp_path / "first.db", tmp_path / "second.db"
-    server = ServerProcess(first, "--resume-max", "5", port=free_port()).start()
+    server = ServerProcess(first, "--resume-max", "5").start()
     try:
         page = await pages.open(f"{server.http}/?room=big")
         await page.say("seen before the drop")
-        await eventually(page.texts, ["seen before the drop"])
+        await shows(page.texts, ["seen before the drop"])
         # Offline, the page waits for the browser's "online" event instead of retrying, so the
         # messages below are surely sent while it is away.
         await page.page.context.set_offline(True)
@@ -559,7 +552,7 @@ async def test_resume_past_the_limit_and_a_replaced_log(pages: Pages, tmp_path: 
         await page.connected()
         await expect(page.page.locator("#notice-text")).to_contain_text("More than 5 messages")
         stored = rows(first, "select id, author, text from messages order by id")
-        await eventually(page.messages, [(i, a, t) for i, a, t in stored])
+        await shows(page.messages, [(i, a, t) for i, a, t in stored])
         assert len(stored) == 13
 
         server.kill()
@@ -572,7 +565,7 @@ async def test_resume_past_the_limit_and_a_replaced_log(pages: Pages, tmp_path: 
             await raw.close()
         await page.connected()
         await expect(page.page.locator("#notice-text")).to_contain_text("log was replaced")
-        await eventually(page.messages, [(1, "unknown", "first message of the new log")])
+        await shows(page.messages, [(1, "unknown", "first message of the new log")])
         page.assert_clean("ERR_CONNECTION_REFUSED")
     finally:
         server.kill()
@@ -580,20 +573,16 @@ async def test_resume_past_the_limit_and_a_replaced_log(pages: Pages, tmp_path: 
 
 async def purge(db: Path, room: str, keep: int) -> None:
     """``chatlog purge`` as a real process, keeping the newest ``keep`` messages of ``room``."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chatlog", "purge", "--db", str(db), "--room", room,
-        "--retain-messages", str(keep),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    assert proc.returncode == 0, out.decode()
+    args = ("purge", "--db", str(db), "--room", room, "--retain-messages", str(keep))
+    done = await asyncio.to_thread(run_cli, *args, process=True)
+    assert done.exit_code == 0, done.output
 
 
 async def test_history_and_resume_across_retention(pages: Pages, tmp_path: Path) -> None:
     """Purged history: the page says older messages were removed and stops asking; a resume
     past the purge shows what is left, each once, and says some were removed."""
     db = tmp_path / "retention.db"
-    server = ServerProcess(db, port=free_port()).start()
+    server = ServerProcess(db).start()
     try:
         async with aiohttp.ClientSession() as http:
             raw = await ChatClient.connect(http, server.url + "?room=ret")
@@ -603,7 +592,7 @@ async def test_history_and_resume_across_retention(pages: Pages, tmp_path: Path)
             await raw.close()
         await purge(db, "ret", 30)
         page = await pages.open(f"{server.http}/?room=ret")
-        await eventually(page.texts, [f"m{n}" for n in range(51, 81)])
+        await shows(page.texts, [f"m{n}" for n in range(51, 81)])
         await expect(page.page.locator("#older-status")).to_have_text(
             "Older messages were removed by the server's retention."
         )
@@ -624,7 +613,7 @@ async def test_history_and_resume_across_retention(pages: Pages, tmp_path: Path)
         await page.connected()
         await expect(page.page.locator("#notice-text")).to_contain_text("removed by the server")
         want = [f"m{n}" for n in [*range(51, 81), *range(111, 121)]]
-        await eventually(page.texts, want)
+        await shows(page.texts, want)
         ids = [i for i, _, _ in await page.messages()]
         assert ids == [*range(51, 81), *range(111, 121)]
         await page.page.eval_on_selector("#conversation", "s => { s.scrollTop = 0; }")
@@ -657,7 +646,7 @@ async def test_original_page_frames_still_work(pages: Pages, site: Site, db_path
         }"""
     )
     await expect(page.page.locator("#userlist li")).to_have_text(["olduser"])
-    await eventually(page.messages, [(1, "olduser", "café crème à Noël")])
+    await shows(page.messages, [(1, "olduser", "café crème à Noël")])
     assert rows(db_path, "select author, text, message from messages") == [
         ("olduser", "café crème à Noël", b64("café crème à Noël", "latin-1"))
     ]
@@ -691,7 +680,7 @@ async def test_keyboard_only_at_phone_width(pages: Pages, site: Site) -> None:
     await focus_by_keyboard(p, "text", "Tab")
     await p.keyboard.type("sent with the keyboard")
     await p.keyboard.press("Enter")
-    await eventually(page.texts, ["sent with the keyboard"])
+    await shows(page.texts, ["sent with the keyboard"])
     await expect(p.locator("#text")).to_have_value("")
     width = await p.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert width[0] <= width[1], "no sideways scrolling"

@@ -1,7 +1,10 @@
 """Several `chatlog serve` processes on one real PostgreSQL behave as one chat server.
 
-Each test gets its own freshly created database (``pg_url``), dropped afterwards. The tests skip
-without CHATLOG_TEST_POSTGRES_URL, and fail instead under CI=true.
+Each test gets its own freshly created database (the ``backend`` fixture, pinned to PostgreSQL),
+dropped afterwards. The tests skip without CHATLOG_TEST_POSTGRES_URL, and fail instead under
+CI=true. What one server does on PostgreSQL as on SQLite (chat, resume, history, nonces,
+retention, replay, export and import) runs on both backends in the other modules; here is what
+only PostgreSQL has: several servers on one database, advisory locks, LISTEN/NOTIFY, node rows.
 """
 
 from __future__ import annotations
@@ -9,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -28,16 +29,23 @@ from chatlog.log.open import open_log
 from chatlog.log.postgres.doorbell import PostgresFeed
 from chatlog.log.writer import Writer
 from chatlog.settings import database_url
-from tests.conftest import skip_or_fail
-from tests.pgsupport import fetch
-from tests.servers import ServerProcess
-from tests.support import ChatClient, b64
+from tests.backends import Backend, postgres_server_url, rows
+from tests.helpers import ServerProcess, eventually, run_cli
+from tests.wsclients import ChatClient, Connect, b64, ws_url
+
+pytestmark = [pytest.mark.postgres, pytest.mark.backends("postgres")]
 
 #: Short presence timings so a dead server is noticed quickly in tests.
 NODE_HEARTBEAT, NODE_TIMEOUT = 0.5, 3.0
 #: The stated ghost bound for these timings (README: node-timeout + node-heartbeat).
 GHOST_BOUND = NODE_TIMEOUT + NODE_HEARTBEAT
 WAIT = 20.0
+
+
+@pytest.fixture
+def pg_url(backend: Backend) -> str:
+    """This test's own fresh PostgreSQL database."""
+    return backend.db
 
 
 @contextlib.asynccontextmanager
@@ -60,8 +68,7 @@ async def cluster(url: str, count: int) -> AsyncIterator[list[ServerProcess]]:
 async def join(
     session: aiohttp.ClientSession, server: ServerProcess, room: str = "main", **query: Any
 ) -> ChatClient:
-    params = "&".join(f"{k}={v}" for k, v in {"room": room, **query}.items())
-    return await ChatClient.connect(session, f"{server.url}?{params}")
+    return await ChatClient.connect(session, ws_url(server, room=room, **query))
 
 
 async def chats_until(client: ChatClient, last_text: str, timeout: float = WAIT) -> list[Any]:
@@ -85,9 +92,13 @@ async def chats_until_closed(client: ChatClient) -> list[Any]:
     return frames
 
 
-async def log_of(url: str, room: str) -> list[tuple[int, str]]:
-    rows = await fetch(url, "select id, message from messages where room = $1 order by id", room)
-    return [(row["id"], row["message"]) for row in rows]
+def log_of(url: str, room: str) -> list[tuple[int, str]]:
+    return [
+        (row_id, message)
+        for row_id, message in rows(
+            url, "select id, message from messages where room = ? order by id", room
+        )
+    ]
 
 
 def seen(frames: Sequence[Any]) -> list[tuple[int, str]]:
@@ -98,18 +109,6 @@ async def say_many(client: ChatClient, tag: str, count: int, pause: float = 0.0)
     for i in range(count):
         await client.say(f"{tag}-{i}")
         await asyncio.sleep(pause)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = WAIT) -> None:
-    """Poll ``check`` until it holds; fail after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 def _check(sync_conn: Connection) -> None:
@@ -127,10 +126,10 @@ async def test_migrations_upgrade_check_and_downgrade_on_postgres(pg_url: str) -
         assert await log.revision() == migrate.head()
         async with log.engine.connect() as conn:
             await conn.run_sync(_check)
-        tables = {row["tablename"] for row in await fetch(pg_url, query)}
+        tables = {tablename for (tablename,) in rows(pg_url, query)}
         assert {"messages", "users", "websocket_connections", "errors", "meta", "nodes"} <= tables
         await log.downgrade("base")
-        assert [row["tablename"] for row in await fetch(pg_url, query)] == ["alembic_version"]
+        assert rows(pg_url, query) == [("alembic_version",)]
         await log.migrate()
         async with log.engine.connect() as conn:
             await conn.run_sync(_check)
@@ -185,9 +184,9 @@ async def test_no_row_is_skipped_under_concurrent_writers(pg_url: str) -> None:
         await asyncio.gather(*(write(w, i) for i, w in enumerate(writers)))
         for writer in writers:
             await writer.close()
-        ids = [row_id for row_id, _ in await log_of(pg_url, "r")]
+        ids = [row_id for row_id, _ in log_of(pg_url, "r")]
         assert len(ids) == 450
-        await eventually(lambda: _true(reader.last >= ids[-1]))
+        await eventually(lambda: reader.last >= ids[-1], timeout=WAIT)
         assert [m.id for m in hub.published] == ids
     finally:
         await reader.close()
@@ -222,7 +221,7 @@ async def test_every_client_sees_its_room_once_in_one_id_order(pg_url: str, coun
         )
         for room, clients in rooms.items():
             got = [seen(frames) for frames in await asyncio.gather(*readers[room])]
-            expected = await log_of(pg_url, room)
+            expected = log_of(pg_url, room)
             assert len(expected) == len(clients) * per_sender
             assert all(frames == expected for frames in got)
             # Nothing more was queued behind: the next Chat each client gets is the sentinel.
@@ -251,14 +250,14 @@ async def test_resume_on_another_server_without_gap_or_duplicate(pg_url: str) ->
         await sending
         await sender.say("end")
         after = await chats_until(resumed, "end")
-        log = await log_of(pg_url, "main")
+        log = log_of(pg_url, "main")
         assert seen(before) + seen(after) == log
         marker = next(f for f in resumed.seen if f.get("Type") == "Resumed")
         assert marker["From"] == last + 1 and marker["Complete"] is True
         # A clean stop removes the server's own node row at once (no sweep needed).
-        assert len(await fetch(pg_url, "select node from nodes")) == 2
+        assert len(rows(pg_url, "select node from nodes")) == 2
         assert a.terminate() == 0
-        assert len(await fetch(pg_url, "select node from nodes")) == 1
+        assert len(rows(pg_url, "select node from nodes")) == 1
 
 
 async def test_sigkill_one_server_under_load(pg_url: str) -> None:
@@ -294,7 +293,7 @@ async def test_sigkill_one_server_under_load(pg_url: str) -> None:
         await asyncio.gather(*senders)
         await bob.say("end")
         after = await chats_until(alice2, "end")
-        log = await log_of(pg_url, "main")
+        log = log_of(pg_url, "main")
         assert seen(before) + seen(after) == log
         assert seen(await bob_all) == log
         await chats_until(carol, "end")  # carol's list waits skipped chats; ``seen`` has all
@@ -311,7 +310,7 @@ async def test_killed_listener_delays_but_never_loses(pg_url: str) -> None:
             asyncio.create_task(say_many(c, t, 60, pause=0.01)) for c, t in ((x, "x"), (y, "y"))
         ]
         await asyncio.sleep(0.2)
-        killed = await fetch(
+        killed = rows(
             pg_url,
             "select pg_terminate_backend(pid) from pg_stat_activity "
             "where application_name like 'chatlog-listener-%' and datname = current_database()",
@@ -320,17 +319,13 @@ async def test_killed_listener_delays_but_never_loses(pg_url: str) -> None:
         await asyncio.gather(*sending)
         await y.say("end")
         got = [seen(frames) for frames in await asyncio.gather(*readers)]
-        log = await log_of(pg_url, "main")
+        log = log_of(pg_url, "main")
         assert len(log) == 121 and got == [log, log]
-        await eventually(lambda: _back(pg_url))  # both listeners reconnected
+        await eventually(lambda: len(_listeners(pg_url)) == 2, timeout=WAIT)  # both reconnected
 
 
-async def _back(url: str) -> bool:
-    return len(await _listeners(url)) == 2
-
-
-async def _listeners(url: str) -> list[Any]:
-    return await fetch(
+def _listeners(url: str) -> list[Any]:
+    return rows(
         url,
         "select pid from pg_stat_activity "
         "where application_name like 'chatlog-listener-%' and datname = current_database()",
@@ -340,32 +335,13 @@ async def _listeners(url: str) -> list[Any]:
 def test_bench_measures_two_postgres_servers_against_sqlite() -> None:
     """`chatlog bench --postgres` spreads clients over two PostgreSQL-backed servers: nothing
     lost, repeated or out of order, and the report compares them with SQLite."""
-    from tests.pgsupport import ENV, server_url
-
-    url = server_url()
-    if url is None:
-        skip_or_fail(f"{ENV} is not set: no PostgreSQL to test against")
-        return
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chatlog",
-            "bench",
-            "--spawn",
-            "--postgres",
-            url,
-            "--pg-servers",
-            "2",
-            *("--clients", "6", "--senders", "4", "--messages", "200", "--json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
+    url = postgres_server_url()
+    out = run_cli(
+        "bench", "--spawn", "--postgres", url, "--pg-servers", "2",
+        *("--clients", "6", "--senders", "4", "--messages", "200", "--json"),
+        env={"PYTHONUNBUFFERED": "1"}, process=True, timeout=90,
+    )  # fmt: skip
+    assert out.exit_code == 0, out.stderr
     report = json.loads(out.stdout)
     assert set(report["results"]) == {"chatlog", "postgres-2"}
     pg = report["results"]["postgres-2"]
@@ -374,17 +350,9 @@ def test_bench_measures_two_postgres_servers_against_sqlite() -> None:
     assert {"deliveries_per_s", "latency_ms.p99"} <= set(report["vs_sqlite"]["postgres-2"])
 
 
-async def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+async def _cli(*args: str) -> Any:
     """``python -m chatlog ARGS`` in a subprocess, as a user runs it."""
-
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "chatlog", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return await asyncio.to_thread(run_cli, *args, process=True)
 
 
 async def test_replay_and_sql_read_a_postgres_log(pg_url: str) -> None:
@@ -396,10 +364,13 @@ async def test_replay_and_sql_read_a_postgres_log(pg_url: str) -> None:
         z = await join(session, b, "dev")
         await x.alias("alice")
         await y.alias("dän")
+        lobby = []
         for i, text in enumerate(["plain", "tab\there", "emoji 😀", 'q " \\', "end"]):
             await (x if i % 2 else y).say(text)
+            # One at a time: x and y are on different servers, so a message x sent may commit
+            # after a later one of y's; then "end" was not the last and --follow saw the rest.
+            lobby.append(await x.recv_chat(text))
         await z.say("in dev")
-        lobby = await chats_until(x, "end")
         dev = [await z.recv("Chat")]
         # --follow on PostgreSQL: prints what commits after it started, then stops at --limit.
         head = max(lobby[-1]["ID"], dev[0]["ID"])
@@ -417,7 +388,7 @@ async def test_replay_and_sql_read_a_postgres_log(pg_url: str) -> None:
         assert [json.loads(line)["id"] for line in followed.splitlines()] == [f["ID"] for f in live]
     frames = sorted(lobby + dev + live, key=lambda f: f["ID"])
     wire = await _cli("replay", "--db", pg_url, "--format", "wire")
-    assert wire.returncode == 0, wire.stderr
+    assert wire.exit_code == 0, wire.stderr
     assert [json.loads(line) for line in wire.stdout.splitlines()] == frames
     first, last = lobby[1]["ID"], lobby[3]["ID"]
     replayed = await _cli(
@@ -432,21 +403,34 @@ async def test_replay_and_sql_read_a_postgres_log(pg_url: str) -> None:
         "SELECT id, room, ws_id, author, message, text, raw, sent_at, nonce FROM messages "
         f"WHERE room = 'lobby' AND id BETWEEN {first} AND {last} ORDER BY id",
     )
-    assert replayed.returncode == selected.returncode == 0, replayed.stderr + selected.stderr
+    assert replayed.exit_code == selected.exit_code == 0, replayed.stderr + selected.stderr
     # Byte for byte what the SQL for the range returns, in replay's JSON form (json_line).
-    rows = await fetch(
+    selection = rows(
         pg_url,
         "SELECT id, room, ws_id, author, message, text, raw, sent_at, nonce FROM messages "
-        "WHERE room = 'lobby' AND id BETWEEN $1 AND $2 ORDER BY id",
+        "WHERE room = 'lobby' AND id BETWEEN ? AND ? ORDER BY id",
         first,
         last,
     )
-    assert replayed.stdout.encode() == b"".join(json_line(tuple(r)) + b"\n" for r in rows)
-    assert len(rows) == 3
+    assert replayed.stdout.encode() == b"".join(json_line(r) + b"\n" for r in selection)
+    assert len(selection) == 3
     # `chatlog sql` returns the same rows (it prints sent_at in its own ISO form).
     got = [json.loads(line) for line in selected.stdout.splitlines()]
     want = [json.loads(line) for line in replayed.stdout.splitlines()]
     assert [{**r, "sent_at": None} for r in got] == [{**r, "sent_at": None} for r in want]
     refused = await _cli("sql", "--db", pg_url, "DELETE FROM messages")
-    assert refused.returncode == 1 and "read-only" in refused.stderr
-    assert len(await fetch(pg_url, "select id from messages")) == len(frames)
+    assert refused.exit_code == 1 and "read-only" in refused.stderr
+    assert len(rows(pg_url, "select id from messages")) == len(frames)
+
+
+async def test_swept_live_server_registers_its_sockets_again(connect: Connect, pg_url: str) -> None:
+    """A live server whose rows were swept (as if it had missed heartbeats) puts its sockets'
+    rows back on its next heartbeat and re-sends the user list."""
+    alice = await connect()
+    await alice.alias("alice")
+    for table in ("users", "websocket_connections", "nodes"):
+        # Off the loop: the server on this loop may hold these rows in a heartbeat transaction.
+        await asyncio.to_thread(rows, pg_url, f"delete from {table}")
+    await alice.until_users("alice")
+    assert rows(pg_url, "select alias from users") == [("alice",)]
+    assert len(rows(pg_url, "select node from nodes")) == 1

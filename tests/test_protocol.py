@@ -9,7 +9,7 @@ import pytest
 
 from chatlog import protocol
 from chatlog.protocol import Alias, Chat, HistoryRequest, ProtocolError, parse_client_frame
-from tests.support import b64
+from tests.wsclients import b64
 
 
 def refused(text: str) -> str:

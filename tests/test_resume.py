@@ -1,4 +1,5 @@
-"""Resume, history paging, idempotent sends and retention over real sockets."""
+"""Resume, history paging, idempotent sends and retention over real sockets, on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,24 +7,18 @@ import asyncio
 import json
 import random
 import sqlite3
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
-from aiohttp.test_utils import TestServer
-from click.testing import CliRunner
 
-from chatlog.cli.main import main
-from chatlog.server.app import create_app
-from chatlog.settings import Settings
-from tests.conftest import Connect
-from tests.support import ChatClient, b64
+from tests.backends import Backend, rows
+from tests.helpers import Start, eventually, run_cli
+from tests.wsclients import ChatClient, Connect, b64, ws_url
 
 
-def ids(db: Path, room: str = "main", after: int = 0) -> list[int]:
-    with sqlite3.connect(db) as conn:
-        sql = "select id from messages where room = ? and id > ? order by id"
-        return [i for (i,) in conn.execute(sql, (room, after))]
+def ids(db: str, room: str = "main", after: int = 0) -> list[int]:
+    sql = "select id from messages where room = ? and id > ? order by id"
+    return [i for (i,) in rows(db, sql, room, after)]
 
 
 async def fill(client: ChatClient, count: int, prefix: str = "m") -> list[int]:
@@ -44,7 +39,7 @@ async def backlog(client: ChatClient) -> tuple[list[int], dict[str, object]]:
 
 
 async def test_resume_sends_exactly_the_missed_messages_then_live(
-    connect: Connect, db_path: Path
+    connect: Connect, backend: Backend
 ) -> None:
     """since=N delivers the room's IDs > N in order, a Complete marker, then live messages."""
     writer = await connect(room="r")
@@ -53,7 +48,7 @@ async def test_resume_sends_exactly_the_missed_messages_then_live(
     await other_room.say("not for r")
     resumed = await connect(room="r", since=sent[3])
     got, marker = await backlog(resumed)
-    assert got == sent[4:] == ids(db_path, "r", sent[3])
+    assert got == sent[4:] == ids(backend.db, "r", sent[3])
     assert marker == {
         "Type": "Resumed",
         "From": sent[3] + 1,
@@ -86,22 +81,20 @@ async def test_empty_resume_still_sends_the_marker(connect: Connect) -> None:
 
 
 async def test_resume_over_the_limit_tells_the_client_to_page(
-    aiohttp_server: Callable[..., Awaitable[TestServer]], tmp_path: Path
+    start: Start, session: aiohttp.ClientSession
 ) -> None:
     """A backlog above --resume-max is not sent; the marker says so and history pages it."""
-    server = await aiohttp_server(create_app(Settings(db=str(tmp_path / "l.db"), resume_max=5)))
-    async with aiohttp.ClientSession() as session:
-        url = str(server.make_url("/ws"))
-        writer = await ChatClient.connect(session, url)
-        sent = await fill(writer, 8)
-        client = await ChatClient.connect(session, url + "?since=0")
-        got, marker = await backlog(client)
-        assert got == []
-        assert marker["Complete"] is False and marker["Reason"] == "limit"
-        assert marker["To"] == sent[-1] and marker["Limit"] == 5
-        await client.ws.send_str(json.dumps({"History": {"Before": sent[-1] + 1, "Limit": 5}}))
-        page = await client.recv("History")
-        assert [m["ID"] for m in page["Messages"]] == sent[3:] and page["Complete"] is False
+    server = await start(resume_max=5)
+    writer = await ChatClient.connect(session, ws_url(server))
+    sent = await fill(writer, 8)
+    client = await ChatClient.connect(session, ws_url(server, since=0))
+    got, marker = await backlog(client)
+    assert got == []
+    assert marker["Complete"] is False and marker["Reason"] == "limit"
+    assert marker["To"] == sent[-1] and marker["Limit"] == 5
+    await client.ws.send_str(json.dumps({"History": {"Before": sent[-1] + 1, "Limit": 5}}))
+    page = await client.recv("History")
+    assert [m["ID"] for m in page["Messages"]] == sent[3:] and page["Complete"] is False
 
 
 async def test_epoch_mismatch_is_signalled(connect: Connect) -> None:
@@ -113,7 +106,9 @@ async def test_epoch_mismatch_is_signalled(connect: Connect) -> None:
     assert marker["EpochChanged"] is True and got == sent
 
 
-async def test_no_gap_or_duplicate_at_the_seam_under_load(connect: Connect, db_path: Path) -> None:
+async def test_no_gap_or_duplicate_at_the_seam_under_load(
+    connect: Connect, backend: Backend
+) -> None:
     """Senders stream while clients drop and resume from random IDs: each client ends with
     exactly the room's ID sequence, with no gap and no duplicate."""
     rng = random.Random(4)
@@ -157,7 +152,7 @@ async def test_no_gap_or_duplicate_at_the_seam_under_load(connect: Connect, db_p
     results = await asyncio.gather(
         *(send_all(c, n) for n, c in enumerate(senders)), *(resumer(s) for s in range(4))
     )
-    expected = ids(db_path)
+    expected = ids(backend.db)
     assert len(expected) == total
     for seen in results[len(senders) :]:
         assert seen == expected
@@ -176,7 +171,7 @@ async def test_history_pages_backwards_in_ascending_order(connect: Connect) -> N
     assert [m["ID"] for m in page["Messages"]] == sent[:3] and page["Complete"] is True
 
 
-async def test_retried_nonce_is_stored_once(connect: Connect, db_path: Path) -> None:
+async def test_retried_nonce_is_stored_once(connect: Connect, backend: Backend) -> None:
     """A retried nonce is stored once; the sender gets the original ID; nobody sees it twice."""
     sender, watcher = await connect(), await connect()
     await sender.say("once", Nonce="n-1")
@@ -190,29 +185,27 @@ async def test_retried_nonce_is_stored_once(connect: Connect, db_path: Path) -> 
     await sender.say("after")
     frames = [await watcher.recv("Chat"), await watcher.recv("Chat")]
     assert [f["Message"] for f in frames] == [b64("once"), b64("after")]
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("select count(*) from messages where nonce='n-1'").fetchone() == (1,)
+    assert rows(backend.db, "select count(*) from messages where nonce='n-1'") == [(1,)]
+    assert rows(backend.db, "select id from messages where nonce='n-1'") == [(first["ID"],)]
 
 
-async def test_same_nonce_twice_in_one_batch(connect: Connect, db_path: Path) -> None:
+async def test_same_nonce_twice_in_one_batch(connect: Connect, backend: Backend) -> None:
     """Two copies of one nonce arriving together (one commit) still store one row."""
     sender = await connect()
     frame = json.dumps({"Message": b64("dup"), "Nonce": "same"})
     await asyncio.gather(*(sender.ws.send_str(frame) for _ in range(5)))
     got = {f["ID"] for f in await sender.chats(5)}
-    assert len(got) == 1 and ids(db_path) == list(got)
+    assert len(got) == 1 and ids(backend.db) == list(got)
 
 
 async def test_purge_signals_truncation_to_resume_and_history(
-    connect: Connect, db_path: Path
+    connect: Connect, backend: Backend
 ) -> None:
     """After a purge, resuming or paging before the cut says Complete:false and where it starts."""
     writer = await connect(room="r")
     sent = await fill(writer, 10)
     result = await asyncio.to_thread(
-        CliRunner().invoke,
-        main,
-        ["purge", "--db", str(db_path), "--retain-messages", "4", "--room", "r"],
+        run_cli, "purge", "--db", backend.db, "--retain-messages", "4", "--room", "r"
     )
     assert result.exit_code == 0, result.output
     assert "removed 6 messages" in result.output
@@ -233,41 +226,33 @@ async def test_purge_signals_truncation_to_resume_and_history(
 
 
 async def test_serve_retention_runs_in_the_background(
-    aiohttp_server: Callable[..., Awaitable[TestServer]], tmp_path: Path
+    start: Start, session: aiohttp.ClientSession, backend: Backend
 ) -> None:
     """--retain-messages keeps only the newest messages per room while the server runs."""
-    db = tmp_path / "keep.db"
-    settings = Settings(db=str(db), retain_messages=3, retain_every=0.05, heartbeat=0)
-    server = await aiohttp_server(create_app(settings))
-    async with aiohttp.ClientSession() as session:
-        client = await ChatClient.connect(session, str(server.make_url("/ws")))
-        sent = await fill(client, 8)
-        for _ in range(200):
-            if ids(db) == sent[-3:]:
-                break
-            await asyncio.sleep(0.02)
-        assert ids(db) == sent[-3:]
+    server = await start(retain_messages=3, retain_every=0.05)
+    client = await ChatClient.connect(session, ws_url(server))
+    sent = await fill(client, 8)
+    await eventually(lambda: ids(backend.db) == sent[-3:], timeout=4)
+    assert ids(backend.db) == sent[-3:]
 
 
 def test_purge_and_vacuum_commands(tmp_path: Path) -> None:
     """purge needs a policy, refuses a missing database, and vacuum runs on a real file."""
-    runner = CliRunner()
     missing = tmp_path / "none.db"
-    result = runner.invoke(main, ["purge", "--db", str(missing), "--retain-days", "1"])
+    result = run_cli("purge", "--db", str(missing), "--retain-days", "1")
     assert result.exit_code != 0 and "no database" in result.output and not missing.exists()
     path = tmp_path / "v.db"
-    assert runner.invoke(main, ["db", "upgrade", "--db", str(path)]).exit_code == 0
-    assert runner.invoke(main, ["purge", "--db", str(path)]).exit_code == 2
-    result = runner.invoke(main, ["purge", "--db", str(path), "--retain-days", "7"])
+    assert run_cli("db", "upgrade", "--db", str(path)).exit_code == 0
+    assert run_cli("purge", "--db", str(path)).exit_code == 2
+    result = run_cli("purge", "--db", str(path), "--retain-days", "7")
     assert result.exit_code == 0 and "removed 0 messages" in result.output
-    assert runner.invoke(main, ["vacuum", "--db", str(path)]).output.strip() == "vacuumed"
+    assert run_cli("vacuum", "--db", str(path)).output.strip() == "vacuumed"
 
 
 def test_vacuum_gives_space_back(tmp_path: Path) -> None:
     """After purging most of a large log, vacuum makes the database file smaller."""
     path = tmp_path / "big.db"
-    runner = CliRunner()
-    assert runner.invoke(main, ["db", "upgrade", "--db", str(path)]).exit_code == 0
+    assert run_cli("db", "upgrade", "--db", str(path)).exit_code == 0
     with sqlite3.connect(path) as conn:
         conn.executemany(
             "insert into messages (room, ws_id, author, message, text, raw, sent_at) "
@@ -277,7 +262,7 @@ def test_vacuum_gives_space_back(tmp_path: Path) -> None:
         conn.commit()
         conn.execute("pragma wal_checkpoint(truncate)")
     before = path.stat().st_size
-    result = runner.invoke(main, ["purge", "--db", str(path), "--retain-messages", "10"])
+    result = run_cli("purge", "--db", str(path), "--retain-messages", "10")
     assert "removed 4990 messages" in result.output
-    assert runner.invoke(main, ["vacuum", "--db", str(path)]).exit_code == 0
+    assert run_cli("vacuum", "--db", str(path)).exit_code == 0
     assert path.stat().st_size < before / 10

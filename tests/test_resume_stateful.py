@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sqlite3
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from chatlog.log.open import open_log
 from chatlog.log.retention import Policy, purge
-from chatlog.server.app import create_app
 from chatlog.settings import Settings, database_url
-from tests.support import ChatClient, b64
+from tests.backends import rows
+from tests.helpers import start_server
+from tests.wsclients import ChatClient, b64, ws_url
 
 SLOTS = 3
 
@@ -58,15 +58,12 @@ class ChatLog(RuleBasedStateMachine):
         return aiohttp.ClientSession()
 
     async def _start(self) -> None:
-        app = create_app(Settings(db=str(self.db), heartbeat=0))
-        self.server = TestServer(app, port=self.port) if self.port else TestServer(app)
-        await self.server.start_server()
+        self.server = await start_server(Settings(db=str(self.db), heartbeat=0), port=self.port)
         self.port = self.server.port
 
     def url(self, **query: Any) -> str:
         assert self.server is not None
-        params = "&".join(f"{k}={v}" for k, v in query.items())
-        return str(self.server.make_url("/ws")) + (f"?{params}" if params else "")
+        return ws_url(self.server, **query)
 
     def open_views(self) -> list[View]:
         return [v for v in self.views if v.socket is not None]
@@ -170,18 +167,17 @@ class ChatLog(RuleBasedStateMachine):
     # --- invariants -----------------------------------------------------------------------
 
     def sql_ids(self, after: int = 0) -> list[int]:
-        with sqlite3.connect(self.db) as conn:
-            rows = conn.execute("select id from messages where id > ? order by id", (after,))
-            return [i for (i,) in rows]
+        return [
+            i for (i,) in rows(self.db, "select id from messages where id > ? order by id", after)
+        ]
 
     @invariant()
     def shown_messages_are_stored(self) -> None:
-        with sqlite3.connect(self.db) as conn:
-            stored = dict(conn.execute("select id, message from messages"))
-            for nonce, msg_id in self.nonces.items():
-                count = conn.execute("select count(*) from messages where nonce=?", (nonce,))
-                assert count.fetchone()[0] <= 1
-                assert msg_id in stored or msg_id <= self.floor
+        stored = dict(rows(self.db, "select id, message from messages"))
+        for nonce, msg_id in self.nonces.items():
+            count = rows(self.db, "select count(*) from messages where nonce=?", nonce)
+            assert count[0][0] <= 1
+            assert msg_id in stored or msg_id <= self.floor
         for msg_id, body in self.shown.items():
             assert stored.get(msg_id) == body or msg_id <= self.floor
 

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
-from click.testing import CliRunner
 
-from chatlog.cli.main import main
-from tests.servers import ServerProcess
-from tests.support import ChatClient, b64
+from tests.backends import rows, scalar
+from tests.helpers import ServerProcess, run_cli
+from tests.wsclients import ChatClient, b64
 
 
 def count(db: Path, table: str) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute(f"select count(*) from {table}").fetchone()[0])
+    return int(scalar(db, f"select count(*) from {table}"))
 
 
 async def test_restart_sweeps_rows_of_a_killed_server(tmp_path: Path) -> None:
@@ -61,23 +56,16 @@ async def test_sigterm_closes_with_1001_and_keeps_every_received_message(tmp_pat
         assert await asyncio.to_thread(server.terminate) == 0
         await asyncio.wait_for(reader, 10)
         assert client.ws.close_code == 1001
-    with sqlite3.connect(db) as conn:
-        stored = [m for (m,) in conn.execute("select message from messages order by id")]
+    stored = [m for (m,) in rows(db, "select message from messages order by id")]
     assert stored == [b64(f"m{i}") for i in range(len(stored))]
     assert len(stored) >= len(shown) + 1
     assert count(db, "websocket_connections") == 0
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "chatlog", *args], capture_output=True, text=True, timeout=60
-    )
-
-
 def test_bad_db_path_is_a_one_line_error(tmp_path: Path) -> None:
     """`serve --db` in a missing directory exits non-zero with one line saying what to do."""
-    result = run_cli("serve", "--db", str(tmp_path / "nope" / "chat.db"))
-    assert result.returncode != 0
+    result = run_cli("serve", "--db", str(tmp_path / "nope" / "chat.db"), process=True)
+    assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "does not exist" in lines[0], result.stderr
     assert not (tmp_path / "nope").exists()
@@ -91,14 +79,14 @@ def test_bad_flags_are_clear_errors(tmp_path: Path) -> None:
         (["--synchronous", "SOMETIMES"], "SOMETIMES"),
         (["--db", str(tmp_path)], "is a directory"),
     ]:
-        result = run_cli("serve", *args)
-        assert result.returncode != 0, args
+        result = run_cli("serve", *args, process=True)
+        assert result.exit_code != 0, args
         assert words in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 def test_env_var_bad_value(tmp_path: Path) -> None:
     """A bad CHATLOG_PORT is reported by name."""
-    result = CliRunner().invoke(main, ["serve"], env={"CHATLOG_PORT": "eighty"})
+    result = run_cli("serve", env={"CHATLOG_PORT": "eighty"})
     assert result.exit_code != 0 and "CHATLOG_PORT" in result.output
 
 
@@ -106,7 +94,7 @@ def test_db_commands_never_create_a_missing_database(tmp_path: Path) -> None:
     """`db current` and `db downgrade` on a missing file fail and create nothing."""
     missing = tmp_path / "missing.db"
     for args in (["db", "current"], ["db", "downgrade", "base"]):
-        result = CliRunner().invoke(main, [*args, "--db", str(missing)])
+        result = run_cli(*args, "--db", str(missing))
         assert result.exit_code != 0 and "no database at" in result.output
     assert not missing.exists()
 
@@ -114,8 +102,7 @@ def test_db_commands_never_create_a_missing_database(tmp_path: Path) -> None:
 def test_db_upgrade_current_downgrade(tmp_path: Path) -> None:
     """`chatlog db` migrates up, reports the revision, and migrates down to base."""
     path = str(tmp_path / "cli.db")
-    runner = CliRunner()
-    assert runner.invoke(main, ["db", "upgrade", "--db", path]).exit_code == 0
-    assert "(head)" in runner.invoke(main, ["db", "current", "--db", path]).output
-    assert runner.invoke(main, ["db", "downgrade", "base", "--db", path]).exit_code == 0
-    assert runner.invoke(main, ["db", "current", "--db", path]).output.startswith("empty")
+    assert run_cli("db", "upgrade", "--db", path).exit_code == 0
+    assert "(head)" in run_cli("db", "current", "--db", path).output
+    assert run_cli("db", "downgrade", "base", "--db", path).exit_code == 0
+    assert run_cli("db", "current", "--db", path).output.startswith("empty")

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from pathlib import Path
 
 import aiohttp
 import psutil
 
-from tests.crash_harness import Server
-from tests.guarded import eventually
-from tests.rawws import RawClient
-from tests.support import b64
+from tests.backends import scalar
+from tests.helpers import ServerProcess, eventually
+from tests.wsclients import RawClient, b64
 
 CLIENTS = 50
 SENDERS = 5
@@ -53,15 +51,9 @@ async def send_load(ws: aiohttp.ClientWebSocketResponse, rate: float, seconds: f
     return n
 
 
-def scalar(db: Path, sql: str) -> object:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchone()[0]
-
-
 async def test_slow_reader_is_closed_and_the_rest_keep_up(tmp_path: Path) -> None:
     """50 readers at 300 msg/s get every message; the stalled one is dropped within seconds."""
-    server = Server(tmp_path / "slow.db", "--rate", "0", "--heartbeat", "0", "--send-timeout", "2")
-    server.start()
+    server = ServerProcess(tmp_path / "slow.db", "--send-timeout", "2").start()
     try:
         proc = psutil.Process(server.pid)
         async with aiohttp.ClientSession() as session:

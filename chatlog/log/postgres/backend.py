@@ -50,6 +50,9 @@ _EXPLAINED: Final = {
 }
 
 
+_READ_ONLY = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
 class PostgresBackend(LogBackend):
     """The log in one PostgreSQL database."""
 
@@ -103,7 +106,12 @@ class PostgresBackend(LogBackend):
         async with self.engine.connect() as conn:
             trans = await conn.begin()
             try:
-                await conn.execute(text("SET TRANSACTION READ ONLY"))
+                # One snapshot for the whole transaction: replay reads the range and then the
+                # head, and a row committed between two READ COMMITTED snapshots would be in
+                # neither the range nor what --follow prints after the head.
+                await conn.execute(
+                    text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                )
                 if limit_s is not None:
                     await conn.execute(text(f"SET LOCAL statement_timeout = {int(limit_s * 1000)}"))
                 yield ReadOnly(conn)

@@ -45,8 +45,13 @@ INSERT = (
 #: The IDs of the newest N rows: a batch's own, since the writer holds the write lock from
 #: ``BEGIN IMMEDIATE`` and AUTOINCREMENT IDs only grow.
 NEWEST_IDS = "SELECT id FROM messages ORDER BY id DESC LIMIT ?"
-#: A stored original of a retried nonce (the unique index ``(room, nonce)`` answers it).
-ORIGINAL = "SELECT id, ws_id, author, raw, sent_at FROM messages WHERE room = ? AND nonce = ?"
+#: The stored originals of retried nonces, ``IN (`` a chunk of them ``)``: the unique index
+#: ``(room, nonce)`` answers it (a row-value ``(room, nonce) IN (...)`` would scan the table).
+ORIGINALS = (
+    "SELECT id, ws_id, author, raw, sent_at, nonce FROM messages WHERE room = ? AND nonce IN ("
+)
+#: Nonces per look-up, well under SQLite's limit of bound parameters.
+ORIGINALS_CHUNK = 500
 
 #: A batch of at most this many rows commits on the event loop's own thread. Under light load
 #: a batch is one or two messages; the two hops to the thread and back then cost more (about
@@ -114,14 +119,19 @@ def rows_of(batch: Sequence[NewMessage], sent_at: datetime) -> list[tuple[Any, .
 
 
 def _originals(db: sqlite3.Connection, batch: Sequence[NewMessage]) -> Originals:
-    found: Originals = {}
+    """The stored originals of the batch's nonces: one indexed query per room and chunk."""
+    by_room: dict[str, list[str]] = {}
     for room, nonce in nonce_keys(batch):
-        row = db.execute(ORIGINAL, (room, nonce)).fetchone()
-        if row is not None:
-            msg_id, ws_id, author, raw, sent_at = row
-            found[(room, nonce)] = StoredMessage(
-                msg_id, room, ws_id, author, stored_fields(raw), datetime.fromisoformat(sent_at)
-            )
+        by_room.setdefault(room, []).append(nonce)
+    found: Originals = {}
+    for room, nonces in by_room.items():
+        for start in range(0, len(nonces), ORIGINALS_CHUNK):
+            chunk = nonces[start : start + ORIGINALS_CHUNK]
+            sql = ORIGINALS + ", ".join("?" * len(chunk)) + ")"
+            for msg_id, ws_id, author, raw, sent_at, nonce in db.execute(sql, (room, *chunk)):
+                found[(room, nonce)] = StoredMessage(
+                    msg_id, room, ws_id, author, stored_fields(raw), datetime.fromisoformat(sent_at)
+                )
     return found
 
 
