@@ -327,7 +327,8 @@ def resumed_frame(
     """The marker after a resume's backlog: which IDs it covered and whether that is all.
 
     ``reason`` is ``"retention"`` (older rows were deleted) or ``"limit"`` (more than
-    ``limit`` were missed: page back with ``History``, nothing was sent).
+    ``limit`` were missed: page back with ``History``, nothing was sent; the frame then says
+    ``Limit``).
     """
     frame: dict[str, Any] = {"Type": "Resumed", "From": start + 1, "To": head}
     if reason == "limit":

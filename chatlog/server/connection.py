@@ -186,35 +186,27 @@ class Session:
         floor = await view.room_floor(room)
         start = max(since, floor)
         # IDs are unique, so a range no wider than the limit cannot exceed it: skip the count.
-        if head - start > limit and await view.count_after(room, start, head, limit + 1) > limit:
-            marker = protocol.resumed_frame(
+        over = head - start > limit and await view.count_after(room, start, head, limit + 1) > limit
+        after = start
+        while not over and after < head:
+            page = RESUME_PAGE if after > start else RESUME_FIRST_PAGE
+            rows = await view.after(room, after, head, page)
+            if not rows:
+                break
+            client.send_batch(tuple(protocol.encode(m.frame()) for m in rows))
+            self.rt.metrics.replayed.inc(len(rows))
+            after = rows[-1].id
+        client.send(
+            protocol.resumed_frame(
                 start=start,
                 head=head,
                 epoch=self.rt.epoch,
-                complete=False,
-                reason="limit",
+                complete=not over and since >= floor,
+                reason="limit" if over else "retention" if since < floor else None,
                 limit=limit,
                 epoch_changed=epoch_changed,
             )
-        else:
-            after = start
-            while after < head:
-                page = RESUME_PAGE if after > start else RESUME_FIRST_PAGE
-                rows = await view.after(room, after, head, page)
-                if not rows:
-                    break
-                client.send_batch(tuple(protocol.encode(m.frame()) for m in rows))
-                self.rt.metrics.replayed.inc(len(rows))
-                after = rows[-1].id
-            marker = protocol.resumed_frame(
-                start=start,
-                head=head,
-                epoch=self.rt.epoch,
-                complete=since >= floor,
-                reason="retention" if since < floor else None,
-                epoch_changed=epoch_changed,
-            )
-        client.send(marker)
+        )
 
     async def _history(self, request: protocol.HistoryRequest) -> None:
         room = self.client.room
