@@ -21,15 +21,21 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: Writes and DDL that every backend must refuse through `chatlog sql`.
+WRITES = [
+    "INSERT INTO errors (occurred_at, kind, detail) VALUES ('2026-01-01', 'k', 'd')",
+    "UPDATE messages SET text = 'forged'",
+    "DELETE FROM messages",
+    "DROP TABLE messages",
+    "CREATE TABLE extra (x integer)",
+]
+
+
 @pytest.mark.backends("sqlite")  # the file's bytes, ATTACH, PRAGMA and VACUUM INTO
 @pytest.mark.parametrize(
     "statement",
     [
-        "INSERT INTO errors (occurred_at, kind, detail) VALUES ('2026-01-01', 'k', 'd')",
-        "UPDATE messages SET text = 'forged'",
-        "DELETE FROM messages",
-        "DROP TABLE messages",
-        "CREATE TABLE extra (x)",
+        *WRITES,
         "ALTER TABLE messages ADD COLUMN y",
         "ATTACH 'other.db' AS other",
         "PRAGMA query_only = OFF",
@@ -55,16 +61,7 @@ def test_a_write_fails_clearly_and_nothing_changes(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(
-    "statement",
-    [
-        "INSERT INTO errors (occurred_at, kind, detail) VALUES ('2026-01-01', 'k', 'd')",
-        "UPDATE messages SET text = 'forged'",
-        "DELETE FROM messages",
-        "DROP TABLE messages",
-        "CREATE TABLE extra (x integer)",
-    ],
-)
+@pytest.mark.parametrize("statement", WRITES)
 def test_a_write_is_refused_on_every_backend(served: ServedLog, statement: str) -> None:
     """On either backend a write or DDL fails with one read-only line and changes nothing."""
     before = rows(served.db, "SELECT id, text FROM messages ORDER BY id")
