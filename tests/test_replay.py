@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 from chatlog.history.output import terminal_safe
 from chatlog.history.replay import SelectionError, parse_range, parse_time
+from chatlog.log.open import opened
+from chatlog.settings import database_url
 from tests.backends import COLUMNS, Backend, ServedLog, rows
 from tests.helpers import run_cli
 from tests.wsclients import Connect
@@ -378,6 +380,39 @@ async def test_follow_prints_every_new_row_once_while_the_server_runs(
     assert proc.stderr is not None
     stderr = (await proc.stderr.read()).decode()
     assert (code, stderr) == (0, "")
+
+
+#: A statement that runs for about a second on each backend, to be interrupted.
+SLOW_QUERY = {
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) "
+    "SELECT count(*) FROM c",
+    "postgres": "SELECT pg_sleep(1)",
+}
+
+
+async def test_ctrl_c_mid_statement_ends_a_read_cleanly(backend: Backend) -> None:
+    """Ctrl-C lands as a cancellation in whatever --follow is running, often a statement:
+    the read ends with that cancellation (exit 0), not a driver error (exit 1), and the log
+    reads fine afterwards."""
+    url = database_url(backend.db)
+    async with opened(url):
+        pass  # the schema, so that the read-only log below has something to open
+    async with opened(url, access="read") as log:
+        running = asyncio.Event()
+
+        async def slow_read() -> None:
+            async with log.read_only() as reader:
+                running.set()
+                await reader.scalar(SLOW_QUERY[backend.kind])
+
+        task = asyncio.create_task(slow_read())
+        await running.wait()
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with log.read_only() as reader:
+            assert await reader.scalar("SELECT count(*) FROM messages") == 0
 
 
 async def test_replay_reads_while_the_server_writes(connect: Connect, backend: Backend) -> None:

@@ -113,4 +113,7 @@ async def read_only(conn: AsyncConnection) -> AsyncIterator[SqliteReadOnly]:
         yield SqliteReadOnly(conn, driver)
     finally:
         await trans.rollback()
-        await driver.set_authorizer(None)
+        # A query cancelled mid-flight (Ctrl-C on `replay --follow`) makes SQLAlchemy close
+        # the connection; only one going back to the pool needs its authorizer removed.
+        if not conn.invalidated:
+            await driver.set_authorizer(None)
