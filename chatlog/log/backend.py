@@ -35,6 +35,7 @@ from chatlog.log.model import LiveConnection, NewMessage, Op, StoredMessage
 from chatlog.log.queries import LogView
 from chatlog.log.readonly import ReadOnly
 from chatlog.log.schema import meta
+from chatlog.log.search import SearchIndex
 from chatlog.settings import SettingsError
 
 
@@ -130,6 +131,8 @@ class LogBackend(ABC):
     name: ClassVar[str]
     #: Exceptions of the database driver: a failure that is the database's, not a bug.
     driver_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: The full-text index: the one way message text enters or leaves it (log/search.py).
+    search_index: ClassVar[SearchIndex]
 
     @classmethod
     def describe(cls, url: str) -> tuple[str, str | None]:
@@ -269,6 +272,7 @@ __all__ = [
     "Node",
     "Op",
     "ReadOnly",
+    "SearchIndex",
     "StoredMessage",
     "WriteSession",
 ]

@@ -31,6 +31,7 @@ from chatlog.log.model import (
 )
 from chatlog.log.postgres import engine as pg
 from chatlog.log.postgres.doorbell import APPEND_PROLOGUE, PostgresFeed
+from chatlog.log.postgres.search import PostgresSearch
 from chatlog.log.queries import MESSAGE_COLUMNS, stored_message
 from chatlog.log.readonly import ReadOnly
 from chatlog.log.schema import messages
@@ -58,6 +59,7 @@ class PostgresBackend(LogBackend):
 
     name = "postgresql"
     driver_errors = (asyncpg.PostgresError, asyncpg.InterfaceError)
+    search_index = PostgresSearch()
 
     @classmethod
     def describe(cls, url: str) -> tuple[str, str | None]:
@@ -142,6 +144,7 @@ class PostgresBackend(LogBackend):
 
     async def insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         await conn.execute(insert(messages), rows)
+        await self.search_index.index_rows(conn, [(row["id"], row["text"]) for row in rows])
 
     async def ids_imported(self, conn: AsyncConnection, last: int) -> None:
         await conn.execute(
@@ -176,6 +179,9 @@ class _PostgresSession(WriteSession):
                     ],
                 )
                 ids = list(result.scalars())
+                await PostgresBackend.search_index.index_rows(
+                    self.conn, zip(ids, (m.text for m in plan.fresh), strict=True)
+                )
         return stored_batch(batch, plan, ids, sent_at)
 
 

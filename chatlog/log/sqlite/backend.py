@@ -38,6 +38,7 @@ from chatlog.log.sqlite import checkpoint
 from chatlog.log.sqlite.commit import SqliteCommitter
 from chatlog.log.sqlite.engine import make_engine, sqlite_path
 from chatlog.log.sqlite.readonly import read_only
+from chatlog.log.sqlite.search import SqliteSearch
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class SqliteBackend(LogBackend):
 
     name = "sqlite"
     driver_errors = (sqlite3.Error,)
+    search_index = SqliteSearch()
 
     @classmethod
     def describe(cls, url: str) -> tuple[str, str | None]:
@@ -187,6 +189,7 @@ class SqliteBackend(LogBackend):
         for row in rows:
             row["sent_at"] = row["sent_at"].strftime(STORED_TIME_FORMAT)
         await conn.exec_driver_sql(_IMPORT, [tuple(row[c] for c in COLUMNS) for row in rows])
+        await self.search_index.index_rows(conn, [(row["id"], row["text"]) for row in rows])
 
     def remove_if_new(self) -> None:
         if self._created and self.path is not None:

@@ -34,7 +34,7 @@ from chatlog.log.model import (
     stored_fields,
 )
 from chatlog.log.schema import STORED_TIME_FORMAT
-from chatlog.log.sqlite import checkpoint
+from chatlog.log.sqlite import checkpoint, search
 from chatlog.log.sqlite.engine import BUSY_TIMEOUT_MS, apply_pragmas
 
 #: The insert of new messages.
@@ -155,6 +155,7 @@ def commit_batch(
             db.executemany(INSERT, rows_of(plan.fresh, sent_at))
             ids = [r[0] for r in db.execute(NEWEST_IDS, (len(plan.fresh),))]
             ids.reverse()
+            search.index_sync(db, zip(ids, (m.text for m in plan.fresh), strict=True))
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:

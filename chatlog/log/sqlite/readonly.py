@@ -51,6 +51,11 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
     """Allow reads only: no ATTACH (it creates files), no writes, no setting pragmas."""
     if action in _ALLOWED_ACTIONS:
         return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master":
+        # How SQLite authorizes parsing a virtual table's schema when a statement first reads
+        # it (the search index, FTS5). User SQL can never change sqlite_master: SQLite refuses
+        # that itself without `writable_schema`, a pragma refused below; and the file is ro.
+        return sqlite3.SQLITE_OK
     if action == sqlite3.SQLITE_PRAGMA and (arg2 is None or (arg1 or "").lower() in _READ_PRAGMAS):
         return sqlite3.SQLITE_OK
     return sqlite3.SQLITE_DENY
