@@ -8,7 +8,9 @@ Client to server (routed by which key is present, never by substring):
 * ``{"Message": base64, "Author": name, ...}`` a chat message (``Author`` is replaced by the
   connection's alias; other keys are relayed as received; optional ``Nonce`` for idempotency);
 * ``{"User": name}`` set or replace the alias;
-* ``{"History": {"Before": id, "Limit": n}}`` ask for older messages of the room.
+* ``{"History": {"Before": id, "Limit": n}}`` ask for older messages of the room
+  (``{"History": {"Around": id, "Limit": n}}``: the messages around one, to show a hit);
+* ``{"Search": {"Query": text, "Limit": n, "Before": id}}`` full-text search of the room.
 
 The handshake's query (``?room=``, ``?since=``) is checked here too, and every close code the
 server sends is named here.
@@ -36,6 +38,10 @@ MAX_DEPTH: Final = 16
 HISTORY_DEFAULT_LIMIT: Final = 50
 HISTORY_MAX_LIMIT: Final = 500
 DEFAULT_ROOM: Final = "main"
+SEARCH_DEFAULT_LIMIT: Final = 20
+SEARCH_MAX_LIMIT: Final = 100
+#: Longest ``Search`` query, in characters.
+SEARCH_MAX_QUERY: Final = 512
 MAX_ROOM_CHARS: Final = 64
 _INT_LIMIT: Final = 2**63
 # The C0 and C1 controls, DEL included, minus tab, LF and CR: one regex scan per message
@@ -83,9 +89,21 @@ class HistoryRequest:
 
     before: int | None
     limit: int
+    #: Instead of ``before``: the messages around this ID, it included.
+    around: int | None = None
 
 
-ClientFrame = Chat | Alias | HistoryRequest
+@dataclass(frozen=True, slots=True)
+class SearchFrame:
+    """Up to ``limit`` messages of the room matching ``query``, newest first, with ID below
+    ``before`` (``None``: from the newest)."""
+
+    query: str
+    limit: int
+    before: int | None
+
+
+ClientFrame = Chat | Alias | HistoryRequest | SearchFrame
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -172,15 +190,19 @@ def parse_client_frame(text: str) -> ClientFrame:
     obj = loads(text)
     if not isinstance(obj, dict):
         raise ProtocolError("not-an-object", "a frame must be a JSON object")
-    routes = [key for key in ("Message", "User", "History") if key in obj]
+    routes = [key for key in ("Message", "User", "History", "Search") if key in obj]
     if not routes:
-        raise ProtocolError("unknown-frame", 'a frame needs a "Message", "User" or "History" key')
+        raise ProtocolError(
+            "unknown-frame", 'a frame needs a "Message", "User", "History" or "Search" key'
+        )
     if len(routes) > 1:
         raise ProtocolError("ambiguous-frame", f"a frame may hold only one of {', '.join(routes)}")
     if routes[0] == "Message":
         return _chat(obj)
     if routes[0] == "User":
         return Alias(parse_alias(obj["User"]))
+    if routes[0] == "Search":
+        return _search(obj["Search"])
     return _history(obj["History"])
 
 
@@ -237,11 +259,31 @@ def _history(value: Any) -> HistoryRequest:
         raise ProtocolError("bad-type", '"History" must be an object like {"Before": 100}')
     before = value.get("Before")
     limit = value.get("Limit", HISTORY_DEFAULT_LIMIT)
+    around = value.get("Around")
+    if before is not None and (type(before) is not int or before < 0):
+        raise ProtocolError("bad-type", '"Before" must be a message ID')
+    if around is not None and (type(around) is not int or around < 0 or before is not None):
+        raise ProtocolError("bad-type", '"Around" must be a message ID, without "Before"')
+    if type(limit) is not int or limit < 1:
+        raise ProtocolError("bad-type", '"Limit" must be a positive integer')
+    return HistoryRequest(before=before, limit=min(limit, HISTORY_MAX_LIMIT), around=around)
+
+
+def _search(value: Any) -> SearchFrame:
+    if not isinstance(value, dict):
+        raise ProtocolError("bad-type", '"Search" must be an object like {"Query": "cafe"}')
+    query = value.get("Query")
+    before = value.get("Before")
+    limit = value.get("Limit", SEARCH_DEFAULT_LIMIT)
+    if not isinstance(query, str) or len(query) > SEARCH_MAX_QUERY:
+        raise ProtocolError(
+            "bad-type", f'"Query" must be a string of at most {SEARCH_MAX_QUERY} characters'
+        )
     if before is not None and (type(before) is not int or before < 0):
         raise ProtocolError("bad-type", '"Before" must be a message ID')
     if type(limit) is not int or limit < 1:
         raise ProtocolError("bad-type", '"Limit" must be a positive integer')
-    return HistoryRequest(before=before, limit=min(limit, HISTORY_MAX_LIMIT))
+    return SearchFrame(query=query, limit=min(limit, SEARCH_MAX_LIMIT), before=before)
 
 
 def parse_room(value: str | None) -> str:
@@ -354,3 +396,15 @@ def history_frame(messages: list[dict[str, Any]], *, more: bool, floor: int) -> 
     else:
         frame["Complete"] = True
     return frame
+
+
+def around_frame(messages: list[dict[str, Any]], *, around: int, complete: bool) -> dict[str, Any]:
+    """A ``History`` answer to ``Around``: Chat frames oldest first around that ID;
+    ``complete`` when they run from the room's first message to its newest."""
+    return {"Type": "History", "Around": around, "Messages": messages, "Complete": complete}
+
+
+def search_frame(query: str, messages: list[dict[str, Any]], *, complete: bool) -> dict[str, Any]:
+    """A ``Search`` answer: matching Chat frames newest first, each with its ``Snippet``
+    (segments: plain, matched, plain...); ``complete`` when no older match is left."""
+    return {"Type": "Search", "Query": query, "Messages": messages, "Complete": complete}

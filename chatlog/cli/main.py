@@ -12,6 +12,7 @@ from chatlog.cli.admin import purge_command, vacuum_command
 from chatlog.cli.db import db_group
 from chatlog.cli.errors import PolicyGroup
 from chatlog.cli.history import export_command, import_command, replay_command, sql_command
+from chatlog.cli.search import search_command
 from chatlog.cli.serve import serve_command
 from chatlog.cli.token import token_group
 
@@ -36,6 +37,7 @@ for _command in (
     replay_command,
     export_command,
     import_command,
+    search_command,
     token_group,
     bench,
 ):

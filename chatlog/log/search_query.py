@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from chatlog.log.words import spans, tokens
+from chatlog.protocol import SEARCH_MAX_QUERY
 
-#: Longest query text, in characters.
-MAX_QUERY: Final = 512
+#: Longest query text, in characters (the socket's bound too).
+MAX_QUERY: Final = SEARCH_MAX_QUERY
 #: Most phrases (words, quoted phrases, prefixes) in one query.
 MAX_TERMS: Final = 16
 #: Most tokens in one phrase.

@@ -27,6 +27,7 @@ from chatlog.server.client import Client
 from chatlog.server.guard import answer_close, bound_send_buffer, websocket_options
 from chatlog.server.keys import GUARD, RUNTIME, Runtime
 from chatlog.server.limits import RateLimiter, Verdict
+from chatlog.server.search import answer_around, answer_search
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,9 @@ class Session:
         )
 
     async def _history(self, request: protocol.HistoryRequest) -> None:
+        if request.around is not None:
+            await answer_around(self.rt, self.client, request)
+            return
         room = self.client.room
         async with self.rt.log.view() as view:
             rows = await view.before(room, request.before, request.limit + 1)
@@ -281,6 +285,10 @@ class Session:
             client.alias = frame.name
             self.rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
             self.rt.feed.presence_changed(client.room)
+        elif isinstance(frame, protocol.SearchFrame):
+            bad = await answer_search(self.rt, client, frame)
+            if bad is not None:
+                await self._refuse("bad-query", bad, text)
         else:
             await self._history(frame)
 
