@@ -33,6 +33,7 @@ SECURITY_HEADERS: Final = {
 #: The only files served from ``/static/``, with their types (nothing else is reachable).
 ASSETS: Final = {
     "chat.js": "text/javascript",
+    "search.js": "text/javascript",
     "chat.css": "text/css",
     "favicon.svg": "image/svg+xml",
 }

@@ -300,6 +300,10 @@
       return;
     }
     if (frame === null || typeof frame !== "object") return;
+    if (frame.Type === "Search" || (frame.Type === "History" && frame.Around !== undefined)) {
+      for (const hook of frameHooks) hook(frame); // search.js: results and a hit's context
+      return;
+    }
     switch (frame.Type) {
       case "Status":
         onStatus(frame);
@@ -440,6 +444,7 @@
     "empty-message": "Empty messages are not sent.",
     "invalid-alias": `That name was not accepted: a name is 1 to ${MAX_NAME_CHARS} visible characters.`,
     "store-failed": "The server could not save your message, so nobody saw it. Try again in a moment.",
+    "bad-query": "That search could not be run.",
   };
 
   function onError(frame) {
@@ -687,6 +692,17 @@
   new ResizeObserver(() => {
     if (state.pinned) ui.scroller.scrollTop = ui.scroller.scrollHeight;
   }).observe(ui.scroller);
+
+  // What search.js (loaded after this file) may use: frames this file leaves to it, sending,
+  // and rendering a message exactly as the conversation does.
+  const frameHooks = [];
+  window.chatlogPage = Object.freeze({
+    sendFrame,
+    decodeBody,
+    renderMessage,
+    onFrame: (hook) => frameHooks.push(hook),
+    conversation: ui.scroller,
+  });
 
   ui.room.textContent = room;
   ui.name.value = state.name;
