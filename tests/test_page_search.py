@@ -7,17 +7,15 @@ import aiohttp
 import pytest
 from playwright.async_api import expect
 
-from tests.test_page import (  # noqa: F401 - the fixtures, shared with the page's tests
-    ARTIFACTS,
-    Pages,
-    Site,
-    browser,
-    chromium,
-    pages,
-    shows,
-    site,
-)
+from tests import test_page
+from tests.test_page import ARTIFACTS, Pages, Site, shows
 from tests.wsclients import ChatClient
+
+# The page tests' fixtures: one Chromium per module, a server per test.
+chromium = test_page.chromium
+browser = test_page.browser
+pages = test_page.pages
+site = test_page.site
 
 pytestmark = [
     pytest.mark.browser,
