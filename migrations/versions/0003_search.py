@@ -30,7 +30,10 @@ depends_on = None
 FILL_BATCH = 5000
 
 SQLITE_TABLE = (
-    "CREATE VIRTUAL TABLE messages_fts USING fts5(words, tokenize = 'ascii', detail = full)"
+    # columnsize=0: no per-row size table to write on every append (measured: about 1 µs of a
+    # 5 µs index insert); only ranking (--order rank) pays, by re-reading the matched rows.
+    "CREATE VIRTUAL TABLE messages_fts USING fts5("
+    "words, tokenize = 'ascii', detail = full, columnsize = 0)"
 )
 SQLITE_TRIGGER = (
     "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN "
