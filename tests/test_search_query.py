@@ -6,7 +6,7 @@ import random
 import sqlite3
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
@@ -95,3 +95,19 @@ def test_snippet_marks_words_as_written() -> None:
     assert segments[1] == "Café" and segments[0].startswith("…") and segments[2].endswith("…")
     assert sum(map(len, segments)) <= 202
     assert snippet("nothing here", Query(((Phrase(("zzz",)),),))) == ["nothing here"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F) | st.sampled_from(NASTY), max_size=120))
+@example("x" * 100 + " Short, WORDS; 42")
+@example("Café " + "y" * 70)
+def test_fts5_indexes_exactly_the_python_tokens(text_: str) -> None:
+    """What the writer gives FTS5 (raw ASCII, else folded) is indexed as exactly tokens()."""
+    from chatlog.log.words import for_ascii_tokenizer, tokens
+
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE f USING fts5(words, tokenize='ascii', columnsize=0)")
+    db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(f, 'instance')")
+    db.execute("INSERT INTO f (rowid, words) VALUES (1, ?)", (for_ascii_tokenizer(text_),))
+    indexed = [term for (term,) in db.execute("SELECT term FROM v ORDER BY offset")]
+    assert indexed == tokens(text_)

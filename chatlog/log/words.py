@@ -122,5 +122,18 @@ def tokens(text: str) -> list[str]:
 
 
 def folded(text: str) -> str:
-    """The tokens of ``text`` joined by single spaces (what SQLite's index holds)."""
+    """The tokens of ``text`` joined by single spaces."""
     return " ".join(tokens(text))
+
+
+_LONG_ASCII_WORD = re.compile(rf"[A-Za-z0-9]{{{MAX_TOKEN + 1}}}")
+
+
+def for_ascii_tokenizer(text: str) -> str:
+    """What to give a tokenizer that splits at ASCII non-alphanumerics, folds ASCII case and
+    keeps other characters in words (SQLite FTS5's ``ascii``) so it finds exactly
+    :func:`tokens`: plain ASCII text as it is (the tokenizer folds it the same way, and the
+    writer saves the Python pass), anything else folded here."""
+    if text.isascii() and len(text) < 2 * MAX_TOKENS and not _LONG_ASCII_WORD.search(text):
+        return text
+    return folded(text)

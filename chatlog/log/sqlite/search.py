@@ -1,8 +1,9 @@
 """The search index on SQLite: an FTS5 table of the folded words of every message.
 
-``messages_fts`` (rowid = message ID) holds each message's tokens joined by spaces
-(:func:`chatlog.log.words.folded`), split again by FTS5's ``ascii`` tokenizer, which keeps
-them exactly as Python folded them. It stores its own copy of those words rather than being
+``messages_fts`` (rowid = message ID) holds each message's words for FTS5's ``ascii``
+tokenizer (:func:`chatlog.log.words.for_ascii_tokenizer`): plain ASCII text as written, which
+that tokenizer splits and folds exactly as Python would, and any other text already folded
+into its tokens joined by spaces, which it keeps as they are. It stores its own copy of those words rather than being
 an external-content table over ``messages.text``: removing an entry then needs only the
 rowid, so the ``AFTER DELETE`` trigger on ``messages`` keeps the index exact for every
 delete, including one typed into ``sqlite3`` by hand.
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatlog.log.search import Match, SearchIndex
 from chatlog.log.search_query import Query, fts5
-from chatlog.log.words import folded
+from chatlog.log.words import for_ascii_tokenizer
 
 #: The index's one statement for adding a message (named parameters: ``sqlite3`` and
 #: SQLAlchemy's ``text`` both take it).
@@ -33,7 +34,7 @@ DELETE: Final = "DELETE FROM messages_fts WHERE rowid = :id"
 
 def params(rows: Iterable[tuple[int, str]]) -> list[dict[str, Any]]:
     """The parameters of :data:`INSERT` for ``(id, text)`` rows."""
-    return [{"id": msg_id, "words": folded(text)} for msg_id, text in rows]
+    return [{"id": msg_id, "words": for_ascii_tokenizer(text)} for msg_id, text in rows]
 
 
 def index_sync(db: sqlite3.Connection, rows: Iterable[tuple[int, str]]) -> None:
