@@ -3,8 +3,8 @@
 Builds a log of ``--rows`` messages (default 20,000; the README's figures are for 1,000,000)
 in four rooms (IDs cycle through them), words drawn from a 3,000-word Zipf-like vocabulary
 (``the`` in about half the messages), with ten rare words in one message per room each,
-``release notes`` in 0.5 % and ``deploy*`` words in 2 %. It fills the index through the same code the writer uses
-(``search.params``), then measures, through the server's own path (``search_index.find`` on
+``release notes`` in 0.5 % and ``deploy*`` words in 2 %. It fills the index through the
+same code the writer uses (``search.params``), then measures, through the server's own path (``search_index.find`` on
 an async engine, ``Limit + 1`` rows, snippets built), p50/p99 over ``--repeat`` searches in one
 room for: a rare word, a common word (newest 20), a phrase and a prefix.
 

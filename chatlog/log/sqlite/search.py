@@ -3,8 +3,8 @@
 ``messages_fts`` (rowid = message ID) holds each message's words for FTS5's ``ascii``
 tokenizer (:func:`chatlog.log.words.for_ascii_tokenizer`): plain ASCII text as written, which
 that tokenizer splits and folds exactly as Python would, and any other text already folded
-into its tokens joined by spaces, which it keeps as they are. It stores its own copy of those words rather than being
-an external-content table over ``messages.text``: removing an entry then needs only the
+into its tokens joined by spaces, which it keeps as they are. It stores its own copy of
+those words rather than being an external-content table over ``messages.text``: removing an entry then needs only the
 rowid, so the ``AFTER DELETE`` trigger on ``messages`` keeps the index exact for every
 delete, including one typed into ``sqlite3`` by hand.
 
