@@ -4,9 +4,10 @@ Builds a log of ``--rows`` messages (default 20,000; the README's figures are fo
 in four rooms (IDs cycle through them), words drawn from a 3,000-word Zipf-like vocabulary
 (``the`` in about half the messages), with ten rare words in one message per room each,
 ``release notes`` in 0.5 % and ``deploy*`` words in 2 %. It fills the index through the
-same code the writer uses (``search.params``), then measures, through the server's own path (``search_index.find`` on
-an async engine, ``Limit + 1`` rows, snippets built), p50/p99 over ``--repeat`` searches in one
-room for: a rare word, a common word (newest 20), a phrase and a prefix.
+same code the writer uses (``search.params``), then measures, through the server's own path
+(``search_index.find`` on an async engine, ``Limit + 1`` rows, snippets built), p50/p99 over
+``--repeat`` searches in one room for: a rare word, a common word (newest 20), a phrase and
+a prefix.
 
 Ingest with and without the index, two ways, alternating in the same run:
 

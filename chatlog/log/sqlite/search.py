@@ -4,9 +4,9 @@
 tokenizer (:func:`chatlog.log.words.for_ascii_tokenizer`): plain ASCII text as written, which
 that tokenizer splits and folds exactly as Python would, and any other text already folded
 into its tokens joined by spaces, which it keeps as they are. It stores its own copy of
-those words rather than being an external-content table over ``messages.text``: removing an entry then needs only the
-rowid, so the ``AFTER DELETE`` trigger on ``messages`` keeps the index exact for every
-delete, including one typed into ``sqlite3`` by hand.
+those words rather than being an external-content table over ``messages.text``: removing an
+entry then needs only the rowid, so the ``AFTER DELETE`` trigger on ``messages`` keeps the
+index exact for every delete, including one typed into ``sqlite3`` by hand.
 
 Without FTS5's ``secure-delete`` (SQLite 3.44+; this build may be older) a removed entry's
 words stay in the index's segment pages, marked deleted, until FTS5 merges them or
