@@ -234,3 +234,18 @@ def test_sql_can_match_the_index_but_not_write_it(served: ServedLog) -> None:
         assert refused.exit_code == 1
         assert refused.stderr.startswith("Error: the log is opened read-only"), refused.stderr
     assert served.path.read_bytes() == before
+
+
+@pytest.mark.backends("postgres")
+async def test_postgres_finds_the_same_when_the_newest_ids_hold_too_few(
+    log: LogBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL's second step (older matches from the GIN index alone) gives the same
+    results, order and paging as one step."""
+    from chatlog.log.postgres import search as pg_search
+
+    monkeypatch.setattr(pg_search, "RECENT", 2)
+    found = {query: await _ids(log, query, rooms=("main",)) for query in EXPECTED}
+    assert found == EXPECTED
+    assert await _ids(log, "release", rooms=("main",), before=12, limit=1) == [8]
+    assert await _ids(log, "cafe", limit=5) == [11, 1]

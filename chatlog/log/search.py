@@ -43,6 +43,8 @@ class SearchRequest:
     until: datetime | None = None
     #: Only messages with a smaller ID (paging further back).
     before: int | None = None
+    #: Only messages with a greater ID.
+    after: int | None = None
     limit: int = 20
     order: Order = "newest"
 
@@ -77,12 +79,18 @@ class SearchIndex(ABC):
 
     async def find(self, conn: AsyncConnection, request: SearchRequest) -> list[Any]:
         """The matching message rows (every column of ``messages``), at most ``limit``."""
-        match = self.match(request.query)
+        return await self.select(conn, request, self.match(request.query))
+
+    async def select(
+        self, conn: AsyncConnection, request: SearchRequest, match: Match
+    ) -> list[Any]:
+        """The rows of ``request`` found the way ``match`` says."""
         where = [match.condition]
         params = dict(match.params)
-        if request.before is not None:
-            where.append(f"{match.id_column} < :before")
-            params["before"] = request.before
+        for name, op in (("before", "<"), ("after", ">")):
+            if getattr(request, name) is not None:
+                where.append(f"{match.id_column} {op} :{name}")
+                params[name] = getattr(request, name)
         for name, values in (("room", request.rooms), ("author", request.authors)):
             if values:
                 names = [f"{name}{i}" for i in range(len(values))]

@@ -10,18 +10,21 @@ of them. Queries are ``tsquery`` literals of the same tokens (:func:`tsquery`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatlog.log.search import Match, SearchIndex
+from chatlog.log.search import Match, SearchIndex, SearchRequest
 from chatlog.log.search_query import Phrase, Query
 from chatlog.log.words import tokens
 
 #: The index's one statement for adding a message.
 INSERT: Final = text("INSERT INTO messages_fts (id, words) VALUES (:id, CAST(:words AS tsvector))")
 DELETE: Final = text("DELETE FROM messages_fts WHERE id = ANY(:ids)")
+#: Newest first looks at the newest IDs of this many first (see PostgresSearch.find).
+RECENT: Final = 20_000
 
 
 def _lexeme(token: str) -> str:
@@ -75,3 +78,33 @@ class PostgresSearch(SearchIndex):
             rank="-ts_rank(f.words, CAST(:match AS tsquery))",
             params={"match": tsquery(query)},
         )
+
+    def _from_gin(self, query: Query) -> Match:
+        # OFFSET 0 keeps the subquery apart, so the GIN index answers the match on its own.
+        return Match(
+            source="(SELECT id FROM messages_fts WHERE words @@ CAST(:match AS tsquery) OFFSET 0)"
+            " AS f JOIN messages AS m ON m.id = f.id",
+            condition="TRUE",
+            id_column="f.id",
+            rank="m.id",
+            params={"match": tsquery(query)},
+        )
+
+    async def find(self, conn: AsyncConnection, request: SearchRequest) -> list[Any]:
+        """Newest first in two steps. A GIN index finds matches in no order, and the planner
+        cannot tell a word in one message from one in half of them (measured on 1M rows: it
+        walked the whole ID index backwards for a rare word, 0.5 s). So the newest
+        :data:`RECENT` IDs are searched first (either plan is cheap there); only when they
+        hold too few matches are the older ones taken from the GIN index alone."""
+        if request.order != "newest":
+            return await super().find(conn, request)
+        top = request.before
+        if top is None:
+            head = await conn.scalar(text("SELECT max(id) FROM messages_fts"))
+            top = int(head or 0) + 1
+        floor = max(top - 1 - RECENT, request.after or 0)
+        recent = await self.select(conn, replace(request, after=floor), self.match(request.query))
+        if len(recent) >= request.limit or floor <= (request.after or 0):
+            return recent
+        older = replace(request, before=floor + 1, limit=request.limit - len(recent))
+        return recent + await self.select(conn, older, self._from_gin(request.query))
