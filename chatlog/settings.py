@@ -36,6 +36,10 @@ class Settings:
     synchronous: str = "FULL"
     #: Outgoing batches a client may have waiting before it is closed as too slow.
     client_queue: int = 1024
+    #: Bytes a client may have queued or held back before it is closed as too slow (1013).
+    client_queue_bytes: int = 4 * 2**20
+    #: Bytes the server's large answers (History, resume backlogs) in flight may take in all.
+    answer_budget_bytes: int = 64 * 2**20
     #: Most rows one group commit may carry.
     batch_max: int = 1000
     #: Seconds between WebSocket pings; a peer that misses one is closed.
@@ -105,6 +109,10 @@ class Settings:
             )
         if min(self.client_queue, self.batch_max, self.resume_max) < 1:
             raise SettingsError("client-queue, batch-max and resume-max must be at least 1")
+        if self.client_queue_bytes < 64 * 1024 or self.answer_budget_bytes < 1:
+            raise SettingsError(
+                "client-queue-bytes must be at least 65536 and answer-budget-bytes positive"
+            )
         if self.heartbeat < 0:
             raise SettingsError("heartbeat must be 0 (off) or a positive number of seconds")
         if self.retain_days is not None and self.retain_days <= 0:

@@ -33,6 +33,14 @@ from chatlog.settings import SYNCHRONOUS_LEVELS, Settings
     help="SQLite durability (default FULL: every commit survives power loss).",
 )
 @click.option("--client-queue", type=int, help="Outgoing batches a slow client may owe (1024).")
+@click.option(
+    "--client-queue-bytes", type=int, help="Outgoing bytes a slow client may owe (4194304)."
+)
+@click.option(
+    "--answer-budget-bytes",
+    type=int,
+    help="Bytes all History/resume answers in flight may take (67108864).",
+)
 @click.option("--resume-max", type=int, help="Most messages one resume sends (10000).")
 @click.option("--heartbeat", type=float, help="Seconds between pings; 0 turns them off (30).")
 @click.option("--retain-days", type=float, help="Delete messages older than this many days.")

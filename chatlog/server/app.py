@@ -22,6 +22,7 @@ from chatlog.log.open import opened
 from chatlog.log.retention import Policy, run_periodically
 from chatlog.log.writer import Writer
 from chatlog.server import health, page
+from chatlog.server.answers import AnswerBudget
 from chatlog.server.connection import websocket_handler
 from chatlog.server.guard import Guard
 from chatlog.server.hub import Hub, HubListener, watch_stalled
@@ -97,8 +98,9 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
             node=node,
             metrics=metrics,
             feed=feed,
+            answers=AnswerBudget(settings.answer_budget_bytes),
         )
-        metrics.attach(hub, writer, backend)
+        metrics.attach(hub, writer, backend, app[RUNTIME].answers)
         retention_task = None
         policy = Policy(days=settings.retain_days, messages=settings.retain_messages)
         if policy.active:

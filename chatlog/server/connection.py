@@ -20,21 +20,15 @@ from aiohttp import WSMsgType, web
 
 from chatlog import protocol
 from chatlog.log import presence
-from chatlog.log.backend import LogView
 from chatlog.log.model import NewMessage, Op
 from chatlog.log.writer import WriterClosed
-from chatlog.server.client import Client
+from chatlog.server import answers
+from chatlog.server.client import Client, ClientGone
 from chatlog.server.guard import answer_close, bound_send_buffer, websocket_options
 from chatlog.server.keys import GUARD, RUNTIME, Runtime
 from chatlog.server.limits import RateLimiter, Verdict
 
 log = logging.getLogger(__name__)
-
-#: Backlog rows read and queued at a time during a resume.
-RESUME_PAGE = 500
-#: The first page is small so the first missed message is on the wire within milliseconds.
-RESUME_FIRST_PAGE = 50
-
 
 _RATE_MESSAGE = "too many frames; slow down (the frame was not processed)"
 _LOCKED_MESSAGE = "the alias is fixed by your token"
@@ -117,6 +111,7 @@ class Session:
             room=room,
             remote=remote,
             queue_size=runtime.settings.client_queue,
+            queue_bytes=runtime.settings.client_queue_bytes,
             on_overflow=self._overflow,
         )
 
@@ -163,6 +158,8 @@ class Session:
         try:
             await self._greet(since, client_epoch)
             await self._read_loop()
+        except ClientGone:
+            pass  # closed while a large answer was being written to it
         finally:
             # Shielded: a handler cancelled by a dropped peer still removes its rows.
             await asyncio.shield(rt.hub.spawn(self._leave()))
@@ -173,29 +170,30 @@ class Session:
             head = await view.room_head(client.room)
             client.send(protocol.status_frame(client.ws_id, head=head, epoch=rt.epoch))
             client.send(protocol.userlist_frame(await view.room_aliases(client.room)))
-            if since is not None:
-                await self._resume(view, since, head, client_epoch)
+        if since is not None:
+            # Waits for room in the server's answer budget; the backlog is read page by page.
+            async with rt.answers.slot():
+                await self._resume(since, head, client_epoch)
         client.release(head)
 
-    async def _resume(self, view: LogView, since: int, head: int, client_epoch: str | None) -> None:
+    async def _resume(self, since: int, head: int, client_epoch: str | None) -> None:
         client, limit, room = self.client, self.rt.settings.resume_max, self.client.room
         epoch_changed = client_epoch is not None and client_epoch != self.rt.epoch
         self.rt.metrics.resumes.inc()
         if epoch_changed:
             since = 0  # the client's IDs belong to another log
-        floor = await view.room_floor(room)
-        start = max(since, floor)
-        # IDs are unique, so a range no wider than the limit cannot exceed it: skip the count.
-        over = head - start > limit and await view.count_after(room, start, head, limit + 1) > limit
-        after = start
-        while not over and after < head:
-            page = RESUME_PAGE if after > start else RESUME_FIRST_PAGE
-            rows = await view.after(room, after, head, page)
-            if not rows:
-                break
-            client.send_batch(tuple(protocol.encode(m.frame()) for m in rows))
-            self.rt.metrics.replayed.inc(len(rows))
-            after = rows[-1].id
+        async with self.rt.log.view() as view:
+            floor = await view.room_floor(room)
+            start = max(since, floor)
+            # IDs are unique, so a range no wider than the limit cannot exceed it: skip the
+            # count.
+            over = (
+                head - start > limit
+                and await view.count_after(room, start, head, limit + 1) > limit
+            )
+        if not over and start < head:
+            page = answers.pager(self.rt.log, room, head)
+            await answers.send_backlog(client, page, start, self.rt.metrics.replayed.inc)
         client.send(
             protocol.resumed_frame(
                 start=start,
@@ -209,17 +207,13 @@ class Session:
         )
 
     async def _history(self, request: protocol.HistoryRequest) -> None:
-        room = self.client.room
-        async with self.rt.log.view() as view:
-            rows = await view.before(room, request.before, request.limit + 1)
-            floor = await view.room_floor(room)
-        self.client.send(
-            protocol.history_frame(
-                [m.frame() for m in rows[-request.limit :]],
-                more=len(rows) > request.limit,
-                floor=floor,
-            )
-        )
+        # Page by page within the server's answer budget; one answer at a time per
+        # connection, as the read loop awaits it (see chatlog.server.answers).
+        try:
+            async with self.rt.answers.slot(wait=answers.HISTORY_WAIT):
+                await answers.send_history(self.client, self.rt.log, request)
+        except answers.Busy:
+            self.client.send(protocol.error_frame("busy", answers.BUSY_MESSAGE))
 
     async def _read_loop(self) -> None:
         async for msg in self.ws:
