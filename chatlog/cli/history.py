@@ -347,7 +347,15 @@ def export_command(
 @click.command(name="import")
 @click.argument("file", metavar="FILE|-")
 @db_option()
-def import_command(file: str, db: str | None) -> None:
+@click.option(
+    "--max-message-bytes",
+    type=click.IntRange(min=64),
+    default=65536,
+    envvar="CHATLOG_MAX_MESSAGE_BYTES",
+    show_default=True,
+    help="Largest raw frame a row may hold: the server's --max-message-bytes.",
+)
+def import_command(file: str, db: str | None, max_message_bytes: int) -> None:
     """Load a `chatlog export` file (or - for stdin) into an empty database, keeping IDs.
 
     Every line is checked first; the first bad one is reported by number and nothing is
@@ -370,7 +378,10 @@ def import_command(file: str, db: str | None) -> None:
     with source, transfer.spool(source) as seekable:
         count = asyncio.run(
             transfer.import_log(
-                url, seekable, lambda total: playback.progress_bar(total, desc="import")
+                url,
+                seekable,
+                lambda total: playback.progress_bar(total, desc="import"),
+                max_message_bytes,
             )
         )
     click.echo(f"imported {count} messages into {db or 'chatlog.db'}")

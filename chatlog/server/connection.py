@@ -40,8 +40,10 @@ def new_ws_id() -> str:
 
 
 def handshake_query(request: web.Request) -> tuple[str, int | None]:
-    """The room and ``since`` of a handshake, or 400 saying what is wrong with them."""
+    """The room and ``since`` of a handshake, or 400 saying what is wrong with them (or with
+    ``epoch``)."""
     try:
+        protocol.parse_epoch(request.query.get("epoch"))
         return (
             protocol.parse_room(request.query.get("room")),
             protocol.parse_since(request.query.get("since")),
