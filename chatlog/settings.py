@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: Variables not named CHATLOG_<FIELD>: the flag is ``--allowed-origin``, repeatable.
@@ -163,7 +164,9 @@ def database_url(db: str) -> str:
     if not db:
         raise SettingsError("--db is empty; give a file path like chatlog.db or a database URL")
     if "://" not in db:
-        return f"sqlite+aiosqlite:///{Path(db).expanduser()}"
+        # Quoted: SQLAlchemy splits a URL at "?" and unquotes "%XX", so a path holding "#",
+        # "?" or "%" must reach it escaped to come back out exactly.
+        return f"sqlite+aiosqlite:///{quote(str(Path(db).expanduser()), safe='/')}"
     scheme, _, rest = db.partition("://")
     if scheme in ("sqlite", "sqlite+aiosqlite"):
         return f"sqlite+aiosqlite://{rest}"

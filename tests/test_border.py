@@ -124,3 +124,24 @@ def test_import_takes_the_largest_importable_id_and_rows_up_to_its_max_bytes(
     result = run_cli("import", str(source), "--db", str(db), "--max-message-bytes", "100000")
     assert result.exit_code == 0, result.output
     assert rows(db, "SELECT max(id) FROM messages") == [(MAX_IMPORT_ID - 1,)]
+
+
+@pytest.mark.parametrize("name", ["chat#1.db", "a?b.db", "c%20d.db", "100%.db", "é x.db"])
+def test_every_command_opens_exactly_the_file_named(tmp_path: Path, name: str) -> None:
+    """A path holding #, ? or % is that file for import, sql and export; nothing else appears."""
+    source = tmp_path / "one.jsonl"
+    source.write_text(json.dumps(_row(1)) + "\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    db = work / name
+    missing = str(work / f"missing-{name}")
+    assert run_cli("sql", "select 1", "--db", missing).exit_code == 1
+    assert list(work.iterdir()) == [], "a read-only command created a file"
+    assert run_cli("import", str(source), "--db", str(db)).exit_code == 0
+    listed = run_cli("sql", "select id, text from messages", "--db", str(db))
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == [{"id": 1, "text": "hi"}]
+    exported = run_cli("export", "--db", str(db))
+    assert exported.exit_code == 0 and json.loads(exported.stdout)["id"] == 1
+    assert rows(db, "SELECT count(*) FROM messages") == [(1,)]
+    names = {p.name for p in work.iterdir()}
+    assert names <= {name, f"{name}-wal", f"{name}-shm"}, names
