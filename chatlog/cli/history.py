@@ -38,6 +38,9 @@ def _show_progress(out: IO[bytes]) -> bool:
 
 # --- chatlog sql ---------------------------------------------------------------------------
 
+#: Seconds a `chatlog sql` statement may run unless --timeout says otherwise.
+SQL_TIMEOUT = 60.0
+
 
 async def _run_sql(
     url: str,
@@ -86,15 +89,17 @@ async def _run_sql(
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Stop the query after this many seconds.",
+    type=click.FloatRange(min=0),
+    default=SQL_TIMEOUT,
+    show_default=True,
+    help="Stop the query after this many seconds; 0: no limit.",
 )
 def sql_command(
     query: str,
     db: str | None,
     fmt: str | None,
     params: tuple[tuple[str, str], ...],
-    timeout: float | None,
+    timeout: float,
 ) -> None:
     """Run one SQL statement against the log, read-only.
 
@@ -111,7 +116,8 @@ def sql_command(
     bound = {name: reader.bind_value(value) for name, value in params}
     url = db_url(db)
     chosen = output.choose_format(fmt, out)
-    asyncio.run(_run_sql(url, query, bound, chosen, output.for_terminal(out), timeout))
+    limit = timeout or None
+    asyncio.run(_run_sql(url, query, bound, chosen, output.for_terminal(out), limit))
 
 
 # --- selection options shared by replay and export ------------------------------------------
