@@ -69,6 +69,16 @@ class Settings:
     max_connections: int = 10_000
     #: Most open sockets per remote address (0: no cap); beyond it handshakes get 429.
     max_connections_per_ip: int = 256
+    #: Frames per second all connections of one network (and of one token user) may send,
+    #: across reconnects; ``rate`` 0 turns it off too.
+    network_rate: float = 200.0
+    network_burst: int = 400
+    #: New connections per second from one network (429 beyond; ``rate`` 0 turns it off too).
+    connect_rate: float = 20.0
+    connect_burst: int = 100
+    #: The prefix lengths addresses are grouped by for the per-address caps and rates.
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 64
     #: Seconds a new TCP connection has to send its complete HTTP request (slowloris guard).
     handshake_timeout: float = 10.0
     #: Seconds a socket may refuse our writes (peer not reading) before it is closed (1013).
@@ -126,6 +136,15 @@ class Settings:
             raise SettingsError("event-loop must be 'asyncio' or 'uvloop'")
         if self.rate < 0 or self.burst < 1:
             raise SettingsError("rate must be 0 (off) or positive, and burst at least 1")
+        if (
+            min(self.network_rate, self.connect_rate) < 0
+            or min(self.network_burst, self.connect_burst) < 1
+        ):
+            raise SettingsError(
+                "network-rate and connect-rate must be 0 (off) or positive, bursts at least 1"
+            )
+        if not (0 <= self.ipv4_prefix <= 32 and 0 <= self.ipv6_prefix <= 128):
+            raise SettingsError("ipv4-prefix must be 0-32 and ipv6-prefix 0-128")
         if min(self.max_connections, self.max_connections_per_ip) < 0:
             raise SettingsError("max-connections and max-connections-per-ip must be 0 or more")
         if min(self.handshake_timeout, self.send_timeout) <= 0:

@@ -29,6 +29,22 @@ _OPTIONS = (
         "--max-connections-per-ip", type=int, help="Most sockets per address; 0: no cap (256)."
     ),
     click.option(
+        "--network-rate",
+        type=float,
+        help="Frames/s per network and per token user, across reconnects (200).",
+    ),
+    click.option("--network-burst", type=int, help="Burst of --network-rate (400)."),
+    click.option(
+        "--connect-rate", type=float, help="New connections/s per network; beyond: 429 (20)."
+    ),
+    click.option("--connect-burst", type=int, help="Burst of --connect-rate (100)."),
+    click.option(
+        "--ipv4-prefix", type=int, help="Addresses count per IPv4 network of this prefix (24)."
+    ),
+    click.option(
+        "--ipv6-prefix", type=int, help="Addresses count per IPv6 network of this prefix (64)."
+    ),
+    click.option(
         "--handshake-timeout",
         type=float,
         help="Seconds a connection has to send its HTTP request (10).",

@@ -14,9 +14,10 @@ import logging
 import secrets
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from chatlog import protocol
 from chatlog.log import presence
@@ -59,10 +60,18 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     # Origin, token and connection caps are checked before the upgrade (403/401/429/503).
     admission = request.app[GUARD].admit(request, room)
     try:
-        ws = web.WebSocketResponse(**websocket_options(runtime.settings))
+        # Pings come to the read loop (autoping off), so they count against the rate limits.
+        ws = web.WebSocketResponse(**websocket_options(runtime.settings), autoping=False)
         bound_send_buffer(request)
         await ws.prepare(request)
-        session = Session(runtime, ws, room=room, remote=request.remote, user=admission.user)
+        session = Session(
+            runtime,
+            ws,
+            room=room,
+            remote=request.remote,
+            user=admission.user,
+            shared=admission.take_frame,
+        )
         session.transport = request.transport
         await session.run(since=since, client_epoch=request.query.get("epoch"))
         return ws
@@ -99,6 +108,7 @@ class Session:
         room: str,
         remote: str | None,
         user: str | None = None,
+        shared: Callable[[], bool] | None = None,
     ) -> None:
         self.rt = runtime
         self.ws = ws
@@ -106,7 +116,7 @@ class Session:
         self.user = user
         #: The TCP transport, to drop a peer that stopped reading (see _kick_slow).
         self.transport: asyncio.BaseTransport | None = None
-        self.limiter = RateLimiter(runtime.settings.rate, runtime.settings.burst)
+        self.limiter = RateLimiter(runtime.settings.rate, runtime.settings.burst, shared=shared)
         self.client = Client(
             ws,
             ws_id=new_ws_id(),
@@ -226,6 +236,9 @@ class Session:
                 await self._record("binary-frame", "binary frames are not accepted")
                 await self.client.close(protocol.CLOSE_UNSUPPORTED_DATA, "text frames only")
                 return
+            elif msg.type is WSMsgType.PING or msg.type is WSMsgType.PONG:
+                if not await self._on_control(msg):
+                    return
             elif msg.type is WSMsgType.ERROR:
                 break
         await answer_close(self.ws)
@@ -234,6 +247,19 @@ class Session:
             # Also when aiohttp failed the socket while no read was waiting (a missed pong).
             # The detail starts with the close code aiohttp sent (1002, 1007, 1009).
             await self._record("protocol-error", f"{getattr(exc, 'code', '?')}: {exc}")
+
+    async def _on_control(self, msg: WSMessage) -> bool:
+        """A ping or pong counts like a frame: over the rate a ping goes unanswered, and a
+        flood of them closes the connection (1008). ``False`` once closed."""
+        verdict = self.limiter.check()
+        if verdict is Verdict.CLOSE:
+            await self._record("flood", f"{self.limiter.refusals} frames over the rate limit")
+            await self.client.close(protocol.CLOSE_POLICY_VIOLATION, "flooding")
+            return False
+        if verdict is Verdict.ACCEPT and msg.type is WSMsgType.PING:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.pong(msg.data)
+        return True
 
     async def _on_text(self, text: str) -> None:
         verdict = self.limiter.check()

@@ -23,6 +23,7 @@ from yarl import URL
 from chatlog.server import auth
 from chatlog.server.client import CLOSE_TIMEOUT
 from chatlog.server.limits import ConnectionLimiter, LimitExceeded
+from chatlog.server.quotas import Quotas
 from chatlog.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -130,11 +131,18 @@ class Admission:
     remote: str
     user: str | None = None
     limiter: ConnectionLimiter | None = field(default=None, repr=False)
+    #: The network the remote address counts in (see chatlog.server.quotas).
+    network: str = ""
+    quotas: Quotas | None = field(default=None, repr=False)
 
     def release(self) -> None:
         if self.limiter is not None:
-            self.limiter.release(self.remote)
+            self.limiter.release(self.network or self.remote)
             self.limiter = None
+
+    def take_frame(self) -> bool:
+        """One incoming frame against the network's and the user's shared rate."""
+        return self.quotas is None or self.quotas.frame(self.network, self.user)
 
 
 class Guard:
@@ -144,6 +152,16 @@ class Guard:
         self.settings = settings
         self.allowed = {o for o in map(normalize_origin, settings.allowed_origins) if o}
         self.limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
+        # --rate 0 (load tests) turns the shared rates off with the per-connection one.
+        on = settings.rate > 0
+        self.quotas = Quotas(
+            frame_rate=settings.network_rate if on else 0,
+            frame_burst=settings.network_burst,
+            connect_rate=settings.connect_rate if on else 0,
+            connect_burst=settings.connect_burst,
+            ipv4_prefix=settings.ipv4_prefix,
+            ipv6_prefix=settings.ipv6_prefix,
+        )
         #: Handshakes refused since start, by HTTP status, for tests and metrics.
         self.refused: dict[int, int] = {}
 
@@ -165,11 +183,16 @@ class Guard:
             if claims.room is not None and claims.room != room:
                 self._refuse(403, remote, f"the token of {claims.user!r} is not valid in {room!r}")
             user = claims.user
+        net = self.quotas.network(remote)
+        if not self.quotas.connects.take(net):
+            self._refuse(429, remote, f"too many new connections from {net}; slow down")
         try:
-            self.limiter.acquire(remote)
+            self.limiter.acquire(net)
         except LimitExceeded as exc:
             self._refuse(exc.status, remote, exc.reason)
-        return Admission(remote=remote, user=user, limiter=self.limiter)
+        return Admission(
+            remote=remote, user=user, limiter=self.limiter, network=net, quotas=self.quotas
+        )
 
     def origin_allowed(self, origin: str, host: str | None) -> bool:
         """Same origin as the server, or on the ``--allowed-origin`` list (exact match)."""
