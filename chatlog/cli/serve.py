@@ -12,6 +12,7 @@ from chatlog.cli.common import build_settings, db_option, db_url
 from chatlog.cli.serve_options import security_options, security_overrides
 from chatlog.log.open import opened
 from chatlog.loops import EVENT_LOOPS, new_event_loop
+from chatlog.server import descriptors
 from chatlog.server.app import create_app
 from chatlog.server.guard import RedactingAccessLogger
 from chatlog.server.logs import setup_logging
@@ -67,6 +68,17 @@ def serve_command(**flags: Any) -> None:
         loop = new_event_loop(settings.event_loop)
     except RuntimeError as exc:  # uvloop asked for but not installed; the message says so
         raise click.ClickException(str(exc)) from None
+    # Sockets stay below the descriptor limit: a crowd gets 503, not EMFILE on accept().
+    nofile = descriptors.raise_nofile()
+    cap = descriptors.connection_cap(settings.max_connections, nofile)
+    if cap != settings.max_connections:
+        click.echo(
+            f"max-connections is {cap}: the open-file limit is {nofile}, "
+            f"{descriptors.reserve(nofile)} kept for the database and the listener",
+            err=True,
+        )
+        settings = settings.replace(max_connections=cap)
+    loop.set_exception_handler(descriptors.AcceptErrorLog())
     web.run_app(
         create_app(settings),
         host=settings.host,
