@@ -17,7 +17,10 @@ from urllib.parse import quote
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: Variables not named CHATLOG_<FIELD>: the flag is ``--allowed-origin``, repeatable.
-_ENV_NAMES = {"allowed_origins": "CHATLOG_ALLOWED_ORIGIN"}
+_ENV_NAMES = {
+    "allowed_origins": "CHATLOG_ALLOWED_ORIGIN",
+    "allowed_hosts": "CHATLOG_ALLOWED_HOST",
+}
 
 
 class SettingsError(ValueError):
@@ -59,6 +62,9 @@ class Settings:
     event_loop: str = "asyncio"
     #: Origins (besides the server's own) whose pages may open sockets; see chatlog.server.guard.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    #: Host names (besides IP literals, localhost and --host) the server answers to; see
+    #: chatlog.server.hosts (DNS rebinding).
+    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
     #: Secret that signs access tokens; set, every handshake needs one (``None``: no auth).
     auth_secret: str | None = None
     #: Frames per second one connection may send (token bucket; 0 turns the limit off).

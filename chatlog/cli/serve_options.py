@@ -18,6 +18,13 @@ _OPTIONS = (
         "own; repeatable. Env: CHATLOG_ALLOWED_ORIGIN (comma-separated).",
     ),
     click.option(
+        "--allowed-host",
+        "allowed_host",
+        multiple=True,
+        help="A host name the server answers to, besides IP addresses, localhost and --host "
+        "(.example.com: its subdomains too); repeatable. Env: CHATLOG_ALLOWED_HOST.",
+    ),
+    click.option(
         "--auth-secret",
         help="Require tokens signed with this secret (see `chatlog token issue`). "
         "Env: CHATLOG_AUTH_SECRET (preferred: flags show in ps).",
@@ -69,4 +76,6 @@ def security_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     flags = dict(flags)
     origins = flags.pop("allowed_origin", ())
     flags["allowed_origins"] = tuple(origins) or None
+    hosts = flags.pop("allowed_host", ())
+    flags["allowed_hosts"] = tuple(hosts) or None
     return flags

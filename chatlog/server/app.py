@@ -25,6 +25,7 @@ from chatlog.server import health, page
 from chatlog.server.answers import AnswerBudget
 from chatlog.server.connection import websocket_handler
 from chatlog.server.guard import Guard
+from chatlog.server.hosts import HostAllowlist
 from chatlog.server.hub import Hub, HubListener, watch_stalled
 from chatlog.server.keys import GUARD, METRICS, RUNTIME, SETTINGS, Runtime
 from chatlog.server.metrics import Metrics
@@ -38,7 +39,9 @@ IRIS_PATH = "/csp/user/Chat.Server.cls"
 
 def create_app(settings: Settings) -> web.Application:
     """Build the chat server for ``settings``; the database opens when the app starts."""
-    app = web.Application()
+    # Every request is checked against the Host allowlist first (DNS rebinding).
+    hosts = HostAllowlist(settings.host, settings.allowed_hosts)
+    app = web.Application(middlewares=[hosts.middleware()])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[GUARD] = Guard(settings)

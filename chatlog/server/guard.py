@@ -103,13 +103,17 @@ def _host_port(value: str, default_port: int) -> tuple[str, int] | None:
     return match.group(1).lower(), int(match.group(2) or default_port)
 
 
-def same_origin(origin: str, host: str | None) -> bool:
-    """Whether the page that sent ``origin`` was served by this very host and port."""
+def same_origin(origin: str, host: str | None, scheme: str | None = None) -> bool:
+    """Whether the page that sent ``origin`` was served by this very host and port (and,
+    given the request's ``scheme``, over it: ``https`` pages for an ``http`` request are a
+    TLS proxy's, which must be listed with ``--allowed-origin``)."""
     normalized = normalize_origin(origin)
     if normalized is None or not host:
         return False
     url = URL(normalized)
     assert url.host is not None and url.scheme is not None
+    if scheme is not None and url.scheme != scheme.lower():
+        return False
     mine = _host_port(host, _DEFAULT_PORTS[url.scheme])
     host_name = f"[{url.host}]" if ":" in url.host else url.host
     return mine == (host_name.lower(), url.port or _DEFAULT_PORTS[url.scheme])
@@ -169,7 +173,7 @@ class Guard:
         """Check the handshake for ``room``; raise the HTTP error that refuses it."""
         remote = request.remote or "unknown"
         origin = request.headers.get("Origin")
-        if origin is not None and not self.origin_allowed(origin, request.host):
+        if origin is not None and not self.origin_allowed(origin, request.host, request.scheme):
             self._refuse(403, remote, f"origin {origin[:100]!r} is not allowed")
         user = None
         if self.settings.auth_secret:
@@ -194,9 +198,10 @@ class Guard:
             remote=remote, user=user, limiter=self.limiter, network=net, quotas=self.quotas
         )
 
-    def origin_allowed(self, origin: str, host: str | None) -> bool:
-        """Same origin as the server, or on the ``--allowed-origin`` list (exact match)."""
-        if same_origin(origin, host):
+    def origin_allowed(self, origin: str, host: str | None, scheme: str | None = None) -> bool:
+        """Same origin as the server (scheme, host and port; the host passed the allowlist),
+        or on the ``--allowed-origin`` list (exact match)."""
+        if same_origin(origin, host, scheme):
             return True
         normalized = normalize_origin(origin)
         return normalized is not None and normalized in self.allowed
