@@ -10,10 +10,10 @@ Builds a log of 2,000 messages of about 4 KiB in room ``main``, serves it with a
 
 Before each attack the honest client's round trip (a chat line to its own echo, 20/s) is
 measured alone, then during the attack; the server's RSS is sampled every 50 ms, idle before,
-peak during and 5 s after the attackers leave. ``ABUSE_KINDS=history`` runs one attack, ``ABUSE_PATH=/ws?room=other`` sends the History
-flood to another (empty) room. ``--code DIR`` serves another checkout (e.g.
-the main branch) for a before/after comparison in the same run; an attack stops early when
-RSS passes ``--rss-cap`` MiB.
+peak during and 5 s after the attackers leave. ``ABUSE_KINDS=history`` runs one attack;
+``ABUSE_PATH=/ws?room=other`` sends the History flood to another (empty) room. ``--code DIR``
+serves another checkout (e.g. the main branch) for a before/after comparison in the same run;
+an attack stops early when RSS passes ``--rss-cap`` MiB.
 
     python benchmarks/abuse_bench.py --seconds 10 --code /work/main --code .
 """
