@@ -55,6 +55,7 @@ def build(path: Path, code: Path) -> None:
         check=True,
         capture_output=True,
         env=env,
+        cwd=code,
     )
     body = base64.b64encode(TEXT.encode()).decode()
     raw = json.dumps({"Message": body, "Author": "bench"})
@@ -212,7 +213,13 @@ async def run(code: Path, seconds: float, cap_mib: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "abuse.db"
         build(db, code)
-        server = ServerProcess(db, env={"PYTHONPATH": str(code)}, log=Path(tmp) / "server.log")
+        # Run from the checkout: `python -m` puts the working directory first on the path.
+        server = ServerProcess(
+            db,
+            prefix=("env", f"--chdir={code}"),
+            env={"PYTHONPATH": str(code)},
+            log=Path(tmp) / "server.log",
+        )
         server.start()
         try:
             results = {}
