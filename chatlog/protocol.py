@@ -43,6 +43,7 @@ SEARCH_MAX_LIMIT: Final = 100
 #: Longest ``Search`` query, in characters.
 SEARCH_MAX_QUERY: Final = 512
 MAX_ROOM_CHARS: Final = 64
+MAX_EPOCH_CHARS: Final = 64
 _INT_LIMIT: Final = 2**63
 # The C0 and C1 controls, DEL included, minus tab, LF and CR: one regex scan per message
 # instead of a Python loop per character (profiled: 10% of the server's ingest CPU).
@@ -298,9 +299,24 @@ def parse_since(value: str | None) -> int | None:
     """The ``?since=`` of a handshake: the last message ID the client saw (``None``: unset)."""
     if value is None or value == "":
         return None
-    if not value.isdigit():
-        raise ProtocolError("bad-since", "since must be a message ID (0 for the whole room)")
+    # ASCII digits only (str.isdigit also takes "²" and other scripts' digits), and no more
+    # than 19 of them before int() (which refuses 4,300 digits and more with a ValueError).
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) >= _INT_LIMIT:
+        raise ProtocolError(
+            "bad-since", f"since must be a message ID of ASCII digits, 0 to {_INT_LIMIT - 1}"
+        )
     return int(value)
+
+
+def parse_epoch(value: str | None) -> str | None:
+    """The ``?epoch=`` of a handshake: the log epoch the client last saw (``None``: unset)."""
+    if value is None or value == "":
+        return None
+    if len(value) > MAX_EPOCH_CHARS or not (value.isascii() and value.isalnum()):
+        raise ProtocolError(
+            "bad-epoch", f"epoch must be 1 to {MAX_EPOCH_CHARS} ASCII letters and digits"
+        )
+    return value
 
 
 # --- server frames -------------------------------------------------------------------------

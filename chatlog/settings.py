@@ -13,10 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: Variables not named CHATLOG_<FIELD>: the flag is ``--allowed-origin``, repeatable.
-_ENV_NAMES = {"allowed_origins": "CHATLOG_ALLOWED_ORIGIN"}
+_ENV_NAMES = {
+    "allowed_origins": "CHATLOG_ALLOWED_ORIGIN",
+    "allowed_hosts": "CHATLOG_ALLOWED_HOST",
+}
 
 
 class SettingsError(ValueError):
@@ -36,6 +40,10 @@ class Settings:
     synchronous: str = "FULL"
     #: Outgoing batches a client may have waiting before it is closed as too slow.
     client_queue: int = 1024
+    #: Bytes a client may have queued or held back before it is closed as too slow (1013).
+    client_queue_bytes: int = 4 * 2**20
+    #: Bytes the server's large answers (History, resume backlogs) in flight may take in all.
+    answer_budget_bytes: int = 64 * 2**20
     #: Most rows one group commit may carry.
     batch_max: int = 1000
     #: Seconds between WebSocket pings; a peer that misses one is closed.
@@ -54,6 +62,9 @@ class Settings:
     event_loop: str = "asyncio"
     #: Origins (besides the server's own) whose pages may open sockets; see chatlog.server.guard.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    #: Host names (besides IP literals, localhost and --host) the server answers to; see
+    #: chatlog.server.hosts (DNS rebinding).
+    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
     #: Secret that signs access tokens; set, every handshake needs one (``None``: no auth).
     auth_secret: str | None = None
     #: Frames per second one connection may send (token bucket; 0 turns the limit off).
@@ -64,6 +75,16 @@ class Settings:
     max_connections: int = 10_000
     #: Most open sockets per remote address (0: no cap); beyond it handshakes get 429.
     max_connections_per_ip: int = 256
+    #: Frames per second all connections of one network (and of one token user) may send,
+    #: across reconnects; ``rate`` 0 turns it off too.
+    network_rate: float = 200.0
+    network_burst: int = 400
+    #: New connections per second from one network (429 beyond; ``rate`` 0 turns it off too).
+    connect_rate: float = 20.0
+    connect_burst: int = 100
+    #: The prefix lengths addresses are grouped by for the per-address caps and rates.
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 64
     #: Seconds a new TCP connection has to send its complete HTTP request (slowloris guard).
     handshake_timeout: float = 10.0
     #: Seconds a socket may refuse our writes (peer not reading) before it is closed (1013).
@@ -105,6 +126,10 @@ class Settings:
             )
         if min(self.client_queue, self.batch_max, self.resume_max) < 1:
             raise SettingsError("client-queue, batch-max and resume-max must be at least 1")
+        if self.client_queue_bytes < 64 * 1024 or self.answer_budget_bytes < 1:
+            raise SettingsError(
+                "client-queue-bytes must be at least 65536 and answer-budget-bytes positive"
+            )
         if self.heartbeat < 0:
             raise SettingsError("heartbeat must be 0 (off) or a positive number of seconds")
         if self.retain_days is not None and self.retain_days <= 0:
@@ -117,6 +142,15 @@ class Settings:
             raise SettingsError("event-loop must be 'asyncio' or 'uvloop'")
         if self.rate < 0 or self.burst < 1:
             raise SettingsError("rate must be 0 (off) or positive, and burst at least 1")
+        if (
+            min(self.network_rate, self.connect_rate) < 0
+            or min(self.network_burst, self.connect_burst) < 1
+        ):
+            raise SettingsError(
+                "network-rate and connect-rate must be 0 (off) or positive, bursts at least 1"
+            )
+        if not (0 <= self.ipv4_prefix <= 32 and 0 <= self.ipv6_prefix <= 128):
+            raise SettingsError("ipv4-prefix must be 0-32 and ipv6-prefix 0-128")
         if min(self.max_connections, self.max_connections_per_ip) < 0:
             raise SettingsError("max-connections and max-connections-per-ip must be 0 or more")
         if min(self.handshake_timeout, self.send_timeout) <= 0:
@@ -155,7 +189,9 @@ def database_url(db: str) -> str:
     if not db:
         raise SettingsError("--db is empty; give a file path like chatlog.db or a database URL")
     if "://" not in db:
-        return f"sqlite+aiosqlite:///{Path(db).expanduser()}"
+        # Quoted: SQLAlchemy splits a URL at "?" and unquotes "%XX", so a path holding "#",
+        # "?" or "%" must reach it escaped to come back out exactly.
+        return f"sqlite+aiosqlite:///{quote(str(Path(db).expanduser()), safe='/')}"
     scheme, _, rest = db.partition("://")
     if scheme in ("sqlite", "sqlite+aiosqlite"):
         return f"sqlite+aiosqlite://{rest}"

@@ -38,8 +38,8 @@ JUNK = b"this is not a chatlog database, only some text\n" * 100
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/x"
 #: One message, exactly as `chatlog export` writes it (see chatlog/history/transfer.py).
 ONE_ROW = (
-    b'{"id":1,"room":"lobby","ws_id":"w1","author":"alice","message":"Chat","text":"hi",'
-    b'"raw":"{\\"Type\\":\\"Chat\\",\\"Text\\":\\"hi\\"}","sent_at":"2026-11-25 20:21:15.409091",'
+    b'{"id":1,"room":"lobby","ws_id":"w1","author":"alice","message":"aGk=","text":"hi",'
+    b'"raw":"{\\"Message\\":\\"aGk=\\"}","sent_at":"2026-11-25 20:21:15.409091",'
     b'"nonce":null}\n'
 )
 

@@ -4,6 +4,7 @@ index kept exact by the writer, retention, import and the migration."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -125,14 +126,16 @@ async def test_purge_keeps_the_index_exact(log: LogBackend, backend: Backend) ->
 
 
 def _export_line(msg_id: int, body: str) -> bytes:
+    """An export line the server could have stored: ``message`` and ``raw`` agree with ``text``."""
+    message = base64.b64encode(body.encode()).decode()
     row = {
         "id": msg_id,
         "room": "main",
         "ws_id": "ws",
         "author": "alice",
-        "message": "eA==",
+        "message": message,
         "text": body,
-        "raw": '{"Message":"eA=="}',
+        "raw": orjson.dumps({"Message": message}).decode(),
         "sent_at": "2026-12-01 10:00:00.000000",
         "nonce": None,
     }

@@ -38,6 +38,9 @@ def _show_progress(out: IO[bytes]) -> bool:
 
 # --- chatlog sql ---------------------------------------------------------------------------
 
+#: Seconds a `chatlog sql` statement may run unless --timeout says otherwise.
+SQL_TIMEOUT = 60.0
+
 
 async def _run_sql(
     url: str,
@@ -86,15 +89,17 @@ async def _run_sql(
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Stop the query after this many seconds.",
+    type=click.FloatRange(min=0),
+    default=SQL_TIMEOUT,
+    show_default=True,
+    help="Stop the query after this many seconds; 0: no limit.",
 )
 def sql_command(
     query: str,
     db: str | None,
     fmt: str | None,
     params: tuple[tuple[str, str], ...],
-    timeout: float | None,
+    timeout: float,
 ) -> None:
     """Run one SQL statement against the log, read-only.
 
@@ -111,7 +116,8 @@ def sql_command(
     bound = {name: reader.bind_value(value) for name, value in params}
     url = db_url(db)
     chosen = output.choose_format(fmt, out)
-    asyncio.run(_run_sql(url, query, bound, chosen, output.for_terminal(out), timeout))
+    limit = timeout or None
+    asyncio.run(_run_sql(url, query, bound, chosen, output.for_terminal(out), limit))
 
 
 # --- selection options shared by replay and export ------------------------------------------
@@ -347,7 +353,15 @@ def export_command(
 @click.command(name="import")
 @click.argument("file", metavar="FILE|-")
 @db_option()
-def import_command(file: str, db: str | None) -> None:
+@click.option(
+    "--max-message-bytes",
+    type=click.IntRange(min=64),
+    default=65536,
+    envvar="CHATLOG_MAX_MESSAGE_BYTES",
+    show_default=True,
+    help="Largest raw frame a row may hold: the server's --max-message-bytes.",
+)
+def import_command(file: str, db: str | None, max_message_bytes: int) -> None:
     """Load a `chatlog export` file (or - for stdin) into an empty database, keeping IDs.
 
     Every line is checked first; the first bad one is reported by number and nothing is
@@ -370,7 +384,10 @@ def import_command(file: str, db: str | None) -> None:
     with source, transfer.spool(source) as seekable:
         count = asyncio.run(
             transfer.import_log(
-                url, seekable, lambda total: playback.progress_bar(total, desc="import")
+                url,
+                seekable,
+                lambda total: playback.progress_bar(total, desc="import"),
+                max_message_bytes,
             )
         )
     click.echo(f"imported {count} messages into {db or 'chatlog.db'}")

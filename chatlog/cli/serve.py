@@ -12,6 +12,7 @@ from chatlog.cli.common import build_settings, db_option, db_url
 from chatlog.cli.serve_options import security_options, security_overrides
 from chatlog.log.open import opened
 from chatlog.loops import EVENT_LOOPS, new_event_loop
+from chatlog.server import descriptors
 from chatlog.server.app import create_app
 from chatlog.server.guard import RedactingAccessLogger
 from chatlog.server.logs import setup_logging
@@ -33,6 +34,14 @@ from chatlog.settings import SYNCHRONOUS_LEVELS, Settings
     help="SQLite durability (default FULL: every commit survives power loss).",
 )
 @click.option("--client-queue", type=int, help="Outgoing batches a slow client may owe (1024).")
+@click.option(
+    "--client-queue-bytes", type=int, help="Outgoing bytes a slow client may owe (4194304)."
+)
+@click.option(
+    "--answer-budget-bytes",
+    type=int,
+    help="Bytes all History/resume answers in flight may take (67108864).",
+)
 @click.option("--resume-max", type=int, help="Most messages one resume sends (10000).")
 @click.option("--heartbeat", type=float, help="Seconds between pings; 0 turns them off (30).")
 @click.option("--retain-days", type=float, help="Delete messages older than this many days.")
@@ -59,6 +68,17 @@ def serve_command(**flags: Any) -> None:
         loop = new_event_loop(settings.event_loop)
     except RuntimeError as exc:  # uvloop asked for but not installed; the message says so
         raise click.ClickException(str(exc)) from None
+    # Sockets stay below the descriptor limit: a crowd gets 503, not EMFILE on accept().
+    nofile = descriptors.raise_nofile()
+    cap = descriptors.connection_cap(settings.max_connections, nofile)
+    if cap != settings.max_connections:
+        click.echo(
+            f"max-connections is {cap}: the open-file limit is {nofile}, "
+            f"{descriptors.reserve(nofile)} kept for the database and the listener",
+            err=True,
+        )
+        settings = settings.replace(max_connections=cap)
+    loop.set_exception_handler(descriptors.AcceptErrorLog())
     web.run_app(
         create_app(settings),
         host=settings.host,

@@ -18,6 +18,13 @@ _OPTIONS = (
         "own; repeatable. Env: CHATLOG_ALLOWED_ORIGIN (comma-separated).",
     ),
     click.option(
+        "--allowed-host",
+        "allowed_host",
+        multiple=True,
+        help="A host name the server answers to, besides IP addresses, localhost and --host "
+        "(.example.com: its subdomains too); repeatable. Env: CHATLOG_ALLOWED_HOST.",
+    ),
+    click.option(
         "--auth-secret",
         help="Require tokens signed with this secret (see `chatlog token issue`). "
         "Env: CHATLOG_AUTH_SECRET (preferred: flags show in ps).",
@@ -27,6 +34,22 @@ _OPTIONS = (
     click.option("--max-connections", type=int, help="Most sockets in total; 0: no cap (10000)."),
     click.option(
         "--max-connections-per-ip", type=int, help="Most sockets per address; 0: no cap (256)."
+    ),
+    click.option(
+        "--network-rate",
+        type=float,
+        help="Frames/s per network and per token user, across reconnects (200).",
+    ),
+    click.option("--network-burst", type=int, help="Burst of --network-rate (400)."),
+    click.option(
+        "--connect-rate", type=float, help="New connections/s per network; beyond: 429 (20)."
+    ),
+    click.option("--connect-burst", type=int, help="Burst of --connect-rate (100)."),
+    click.option(
+        "--ipv4-prefix", type=int, help="Addresses count per IPv4 network of this prefix (24)."
+    ),
+    click.option(
+        "--ipv6-prefix", type=int, help="Addresses count per IPv6 network of this prefix (64)."
     ),
     click.option(
         "--handshake-timeout",
@@ -53,4 +76,6 @@ def security_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     flags = dict(flags)
     origins = flags.pop("allowed_origin", ())
     flags["allowed_origins"] = tuple(origins) or None
+    hosts = flags.pop("allowed_host", ())
+    flags["allowed_hosts"] = tuple(hosts) or None
     return flags

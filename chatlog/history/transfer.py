@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatlog.history import row_rules
 from chatlog.history.playback import Progress
 from chatlog.history.replay import as_datetime
 from chatlog.log.backend import LogBackend
@@ -44,7 +45,7 @@ def spool(source: IO[bytes]) -> IO[bytes]:
     return copy
 
 
-def _check_row(number: int, obj: Any, previous_id: int) -> dict[str, Any]:
+def _check_row(number: int, obj: Any, previous_id: int, max_bytes: int = 65536) -> dict[str, Any]:
     def bad(why: str) -> ImportFailed:
         return ImportFailed(f"line {number}: {why}")
 
@@ -78,15 +79,22 @@ def _check_row(number: int, obj: Any, previous_id: int) -> dict[str, Any]:
         obj["sent_at"] = as_datetime(obj["sent_at"])
     except ValueError:
         raise bad(f"sent_at {obj['sent_at']!r} is not an ISO-8601 time") from None
+    why = row_rules.content_error(obj, max_bytes)
+    if why is not None:
+        raise bad(why)
     return obj
 
 
-def read_rows(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Validated rows with their line numbers; raises :class:`ImportFailed` at the first bad one."""
+def read_rows(source: IO[bytes], max_bytes: int = 65536) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Validated rows with their line numbers; raises :class:`ImportFailed` at the first bad one.
+    ``max_bytes`` is the server's ``--max-message-bytes``; no longer line is even read whole."""
     previous_id = 0
     nonces: dict[tuple[str, str], int] = {}
     source.seek(0)
-    for number, line in enumerate(source, 1):
+    longest = row_rules.max_line_bytes(max_bytes)
+    for number, line in enumerate(iter(lambda: source.readline(longest + 1), b""), 1):
+        if len(line) > longest:
+            raise ImportFailed(f"line {number}: longer than {longest} bytes")
         stripped = line.rstrip(b"\r\n")
         if not stripped.strip():
             raise ImportFailed(f"line {number}: empty line")
@@ -96,7 +104,7 @@ def read_rows(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
             raise ImportFailed(f"line {number}: not UTF-8") from None
         except ProtocolError as exc:
             raise ImportFailed(f"line {number}: {exc.message}") from None
-        row = _check_row(number, obj, previous_id)
+        row = _check_row(number, obj, previous_id, max_bytes)
         previous_id = row["id"]
         if row["nonce"] is not None:
             key = (row["room"], row["nonce"])
@@ -109,10 +117,10 @@ def read_rows(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, row
 
 
-def validate(source: IO[bytes]) -> tuple[int, int]:
+def validate(source: IO[bytes], max_bytes: int = 65536) -> tuple[int, int]:
     """Check every line; return (rows, first id)."""
     rows, first = 0, 0
-    for _number, row in read_rows(source):
+    for _number, row in read_rows(source, max_bytes):
         rows += 1
         first = first or row["id"]
     return rows, first
@@ -141,9 +149,14 @@ async def _ensure_empty(log: LogBackend, conn: AsyncConnection, first_id: int) -
         )
 
 
-async def import_log(url: str, source: IO[bytes], make_progress: Callable[[int], Progress]) -> int:
+async def import_log(
+    url: str,
+    source: IO[bytes],
+    make_progress: Callable[[int], Progress],
+    max_bytes: int = 65536,
+) -> int:
     """Validate ``source`` and load it into the empty log at ``url``; return the row count."""
-    total, first_id = validate(source)
+    total, first_id = validate(source, max_bytes)
     if total == 0:
         raise ImportFailed("the file holds no rows; nothing to import")
     log = open_log(url)

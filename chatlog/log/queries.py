@@ -90,6 +90,15 @@ class LogView:
         rows = await self.conn.execute(query.order_by(messages.c.id.desc()).limit(limit))
         return stored(reversed(rows.all()))
 
+    async def ids_before(self, room: str, before: int | None, limit: int) -> list[int]:
+        """The IDs of up to ``limit`` newest messages of the room older than ``before``,
+        newest first (a large answer's range, without reading its rows)."""
+        query = select(messages.c.id).where(messages.c.room == room)
+        if before is not None:
+            query = query.where(messages.c.id < before)
+        rows = await self.conn.execute(query.order_by(messages.c.id.desc()).limit(limit))
+        return list(rows.scalars())
+
     async def count_after(self, room: str, after: int, upto: int, cap: int) -> int:
         """How many messages of the room lie in ``(after, upto]``, counting no further than
         ``cap``."""

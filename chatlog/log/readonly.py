@@ -75,6 +75,13 @@ def explain(exc: BaseException, *, timeout: float | None = None) -> str:
     if any(s in lowered for s in ("interrupted", "statement timeout", "canceling statement")):
         limit = f" of {timeout:g}s" if timeout is not None else ""
         return f"the query was stopped: it ran longer than the --timeout{limit}"
+    if lowered.startswith("not allowed:"):
+        return f"the query was refused: {message.partition(': ')[2]}"
+    if "out of memory" in lowered or "string or blob too big" in lowered:
+        return (
+            f"the query was stopped: it needed more memory than chatlog sql allows ({message}); "
+            "select fewer or smaller values"
+        )
     if (
         "readonly database" in lowered
         or "read-only transaction" in lowered

@@ -22,8 +22,10 @@ from chatlog.log.open import opened
 from chatlog.log.retention import Policy, run_periodically
 from chatlog.log.writer import Writer
 from chatlog.server import health, page
+from chatlog.server.answers import AnswerBudget
 from chatlog.server.connection import websocket_handler
 from chatlog.server.guard import Guard
+from chatlog.server.hosts import HostAllowlist
 from chatlog.server.hub import Hub, HubListener, watch_stalled
 from chatlog.server.keys import GUARD, METRICS, RUNTIME, SETTINGS, Runtime
 from chatlog.server.metrics import Metrics
@@ -37,7 +39,9 @@ IRIS_PATH = "/csp/user/Chat.Server.cls"
 
 def create_app(settings: Settings) -> web.Application:
     """Build the chat server for ``settings``; the database opens when the app starts."""
-    app = web.Application()
+    # Every request is checked against the Host allowlist first (DNS rebinding).
+    hosts = HostAllowlist(settings.host, settings.allowed_hosts)
+    app = web.Application(middlewares=[hosts.middleware()])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[GUARD] = Guard(settings)
@@ -97,8 +101,9 @@ async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
             node=node,
             metrics=metrics,
             feed=feed,
+            answers=AnswerBudget(settings.answer_budget_bytes),
         )
-        metrics.attach(hub, writer, backend)
+        metrics.attach(hub, writer, backend, app[RUNTIME].answers)
         retention_task = None
         policy = Policy(days=settings.retain_days, messages=settings.retain_messages)
         if policy.active:

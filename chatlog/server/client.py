@@ -4,8 +4,12 @@ Fan-out hands each client a framed batch (:func:`outgoing`: the frames' WebSocke
 built once and shared by every client of the room). :meth:`Client.put` writes it with one
 ``transport.write`` when the socket is writable and nothing is queued before it, else queues
 it; the client's own writer task drains the queue, joining queued batches into one write and
-waiting for the transport's flow control between writes. A client whose queue is full is too
-slow to keep up: it is marked and handed to ``on_overflow``, never awaited.
+waiting for the transport's flow control between writes. The queue holds only the wire bytes
+(each item once) and is bounded in batches (``--client-queue``) and in bytes
+(``--client-queue-bytes``, counting frames held back during a resume or a streamed answer too).
+A client whose queue is full is too slow to keep up: it is marked and handed to
+``on_overflow``, never awaited. Large answers are written page by page through
+:meth:`Client.drained` (see :mod:`chatlog.server.answers`).
 """
 
 from __future__ import annotations
@@ -30,23 +34,47 @@ WRITE_MAX = 256 * 1024
 
 #: Encoded frame payloads (compact JSON), in order.
 Batch = tuple[bytes, ...]
-#: What a client's queue holds: the payloads and the same frames as WebSocket wire bytes.
-Outgoing = tuple[Batch, bytes]
+#: What a client's queue holds: WebSocket wire bytes of one or more frames (nothing else).
+Outgoing = bytes
+
+#: Opcode bytes (FIN bit and opcode) of a whole text frame, a first fragment, a middle one
+#: and the last one of a fragmented text message (RFC 6455 section 5.4).
+WHOLE, FIRST, MIDDLE, LAST = 0x81, 0x01, 0x00, 0x80
 
 
-def ws_frame(payload: bytes) -> bytes:
-    """One unmasked, uncompressed, final WebSocket text frame (RFC 6455 section 5.2)."""
+def ws_frame(payload: bytes, opcode: int = WHOLE) -> bytes:
+    """One unmasked, uncompressed WebSocket data frame (RFC 6455 section 5.2); a final text
+    frame unless ``opcode`` says it is a fragment."""
     n = len(payload)
     if n < 126:
-        return bytes((0x81, n)) + payload
+        return bytes((opcode, n)) + payload
     if n < 65536:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+        return bytes((opcode, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((opcode, 127)) + n.to_bytes(8, "big") + payload
 
 
 def outgoing(frames: Batch) -> Outgoing:
     """Frame a batch of payloads once; the result may be queued to any number of clients."""
-    return frames, b"".join([ws_frame(frame) for frame in frames])
+    return b"".join([ws_frame(frame) for frame in frames])
+
+
+def split_frames(wire: bytes) -> list[tuple[int, bytes]]:
+    """The (opcode byte, payload) of each frame :func:`ws_frame` built into ``wire``."""
+    frames, pos = [], 0
+    view = memoryview(wire)
+    while pos < len(wire):
+        opcode, n, head = wire[pos], wire[pos + 1], 2
+        if n == 126:
+            n, head = int.from_bytes(view[pos + 2 : pos + 4], "big"), 4
+        elif n == 127:
+            n, head = int.from_bytes(view[pos + 2 : pos + 10], "big"), 10
+        frames.append((opcode, bytes(view[pos + head : pos + head + n])))
+        pos += head + n
+    return frames
+
+
+class ClientGone(Exception):
+    """The client closed or was closed while an answer was being written to it."""
 
 
 class _FlowControl(Protocol):
@@ -87,11 +115,14 @@ async def _writable(proto: _FlowControl) -> None:
 class FanoutStats:
     """Hot-path counters shared by a hub's clients (read by ``/metrics``)."""
 
-    __slots__ = ("drops",)
+    __slots__ = ("drops", "peak_queued_bytes")
 
     def __init__(self) -> None:
         #: Batches not queued because the client's queue was full or it was closing.
         self.drops = 0
+        #: The most bytes any one client has had queued or held back (``--client-queue-bytes``
+        #: bounds it, give or take the one batch that found the queue empty).
+        self.peak_queued_bytes = 0
 
 
 class Client:
@@ -106,6 +137,7 @@ class Client:
         remote: str | None,
         queue_size: int,
         on_overflow: Callable[[Client], None],
+        queue_bytes: int = 4 * 2**20,
     ) -> None:
         self.ws = ws
         self.ws_id = ws_id
@@ -116,6 +148,15 @@ class Client:
         self.stats = FanoutStats()
         self._pending: deque[Outgoing | None] = deque()
         self._limit = queue_size
+        self._limit_bytes = queue_bytes
+        #: Bytes in ``_pending`` plus those held back in ``_held`` and ``_deferred``.
+        self.queued_bytes = 0
+        # While a fragmented answer is being written, other frames wait here (wire bytes).
+        self._deferred: list[bytes] | None = None
+        # Futures of drained() callers, resolved when the queue is empty and the socket takes
+        # writes again (or the writer task ends).
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._partial: list[bytes] = []
         self._wakeup: asyncio.Future[None] | None = None
         self._raw: tuple[asyncio.Transport, _FlowControl] | None = None
         self._on_overflow = on_overflow
@@ -137,6 +178,13 @@ class Client:
         """Whether framed batches go straight to the transport (else through ``send_frame``)."""
         return self._raw is not None
 
+    def held_bytes(self) -> int:
+        """Bytes this client makes the server hold: queued or held back, and what its
+        transport buffers in user space."""
+        raw = self._raw
+        buffered = raw[0].get_write_buffer_size() if raw is not None else 0
+        return self.queued_bytes + buffered
+
     def start(self) -> None:
         self._raw = raw_writer(self.ws)
         self._task = asyncio.create_task(self._drain(), name=f"ws-writer-{self.ws_id}")
@@ -154,37 +202,65 @@ class Client:
         if self.closing:
             self.stats.drops += 1
             return
+        if self._deferred is not None:
+            # A fragmented answer is on the wire: no other data frame may come between its
+            # fragments, so this waits for the answer's end (counted against the byte bound).
+            if self._account(len(item)):
+                self._deferred.append(item)
+            return
+        self._queue(item)
+
+    def _queue(self, item: Outgoing) -> None:
         pending = self._pending
         raw = self._raw
         if not pending and raw is not None and not raw[1].writing_paused:
             transport = raw[0]
             if not transport.is_closing() and not self.ws.closed:
-                transport.write(item[1])
+                transport.write(item)
             return
-        if len(pending) >= self._limit:
-            self.closing = True
-            self.stats.drops += 1
-            self._on_overflow(self)
+        if len(pending) >= self._limit or not self._account(len(item)):
+            self._overflowed()
             return
         pending.append(item)
         self._wake()
+
+    def _account(self, size: int) -> bool:
+        """Count ``size`` more bytes queued or held; ``False`` (and the client closed as too
+        slow) when that passes ``--client-queue-bytes`` with something already waiting."""
+        total = self.queued_bytes + size
+        if total > self._limit_bytes and self.queued_bytes:
+            self._overflowed()
+            return False
+        self.queued_bytes = total
+        if total > self.stats.peak_queued_bytes:
+            self.stats.peak_queued_bytes = total
+        return True
+
+    def _overflowed(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self.stats.drops += 1
+            self._on_overflow(self)
 
     def _wake(self) -> None:
         waiter = self._wakeup
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def send_chat(self, ids: Sequence[int], item: Outgoing) -> None:
-        """Queue committed chat frames, holding them back while a resume is in progress."""
+    def send_chat(self, ids: Sequence[int], frames: Batch, item: Outgoing) -> None:
+        """Queue committed chat frames (``item`` is ``frames`` framed), holding them back
+        while a resume is in progress."""
         if ids and ids[0] <= self._floor:  # ids ascend within a batch
             # The greeting (Head) or the resume backlog already covered these: a fan-out that
             # lags behind them (the PostgreSQL reader) must not send them again.
-            kept = [(i, f) for i, f in zip(ids, item[0], strict=True) if i > self._floor]
+            kept = [(i, f) for i, f in zip(ids, frames, strict=True) if i > self._floor]
             if not kept:
                 return
-            ids, item = [i for i, _ in kept], outgoing(tuple(f for _, f in kept))
+            ids, frames = [i for i, _ in kept], tuple(f for _, f in kept)
+            item = outgoing(frames)
         if self._held is not None:
-            self._held.extend(zip(ids, item[0], strict=True))
+            if not self.closing and self._account(sum(map(len, frames))):
+                self._held.extend(zip(ids, frames, strict=True))
         else:
             self.put(item)
 
@@ -195,10 +271,45 @@ class Client:
     def release(self, after_id: int) -> None:
         """Queue the held frames newer than ``after_id``, the last ID the backlog sent."""
         held, self._held = self._held or [], None
+        self.queued_bytes -= sum(len(frame) for _, frame in held)
         self._floor = max(self._floor, after_id)
         fresh = tuple(frame for msg_id, frame in held if msg_id > after_id)
         if fresh:
             self.send_batch(fresh)
+
+    async def drained(self) -> None:
+        """Wait until everything queued was handed to the socket and it takes writes again:
+        the backpressure of a large answer, which writes its next page only then. Raises
+        :class:`ClientGone` when the client is closing or gone."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.closing or self.ws.closed or self._task is None or self._task.done():
+                raise ClientGone(self.ws_id)
+            raw = self._raw
+            if not self._pending and (raw is None or not raw[1].writing_paused):
+                return
+            waiter = loop.create_future()
+            self._drain_waiters.append(waiter)
+            self._wake()
+            await waiter
+
+    def _notify_drained(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def write_fragment(self, wire: bytes, *, last: bool) -> None:
+        """Write one piece of a fragmented answer (call after :meth:`drained`); other frames
+        wait until the ``last`` piece, so none lands between fragments."""
+        if self._deferred is None:
+            self._deferred = []
+        self._queue(wire)
+        if last:
+            deferred, self._deferred = self._deferred, None
+            self.queued_bytes -= sum(map(len, deferred))
+            for item in deferred:
+                self.put(item)
 
     async def _drain(self) -> None:
         ws, pending = self.ws, self._pending
@@ -206,6 +317,15 @@ class Client:
         try:
             while True:
                 if not pending:
+                    if self._drain_waiters:
+                        raw = self._raw
+                        if raw is not None and raw[1].writing_paused:
+                            # A large answer waits for the peer: the watchdog sees it too.
+                            self.writing_since = loop.time()
+                            await _writable(raw[1])
+                            self.writing_since = None
+                            continue
+                        self._notify_drained()
                     self._wakeup = loop.create_future()
                     try:
                         await self._wakeup
@@ -216,9 +336,9 @@ class Client:
                     item = pending.popleft()
                     if item is None or ws.closed:
                         return
+                    self.queued_bytes -= len(item)
                     self.writing_since = loop.time()
-                    for frame in item[0]:
-                        await ws.send_frame(frame, WSMsgType.TEXT)
+                    await self._send_frames(item)
                     self.writing_since = None
                     continue
                 transport, proto = self._raw
@@ -235,8 +355,9 @@ class Client:
                     if item is None:
                         stop = True
                         break
-                    chunks.append(item[1])
-                    size += len(item[1])
+                    chunks.append(item)
+                    size += len(item)
+                self.queued_bytes -= size
                 if ws.closed or transport.is_closing():
                     return
                 if chunks:
@@ -245,6 +366,18 @@ class Client:
                     return
         except (ConnectionError, RuntimeError) as exc:
             log.debug("writer of %s stopped: %s", self.ws_id, exc)
+        finally:
+            self._notify_drained()
+
+    async def _send_frames(self, wire: bytes) -> None:
+        """The ``send_frame`` fallback (see :func:`raw_writer`): aiohttp frames each payload
+        itself, so a fragmented answer's pieces are joined into one message here."""
+        parts = self._partial  # the fragments of a message whose end is still to come
+        for opcode, payload in split_frames(wire):
+            parts.append(payload)
+            if opcode & 0x80:
+                await self.ws.send_frame(b"".join(parts), WSMsgType.TEXT)
+                parts.clear()
 
     async def stop(self) -> None:
         """Stop the writer task after what is queued has been written."""

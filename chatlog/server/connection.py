@@ -14,28 +14,23 @@ import logging
 import secrets
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from chatlog import protocol
 from chatlog.log import presence
-from chatlog.log.backend import LogView
 from chatlog.log.model import NewMessage, Op
 from chatlog.log.writer import WriterClosed
-from chatlog.server.client import Client
+from chatlog.server import answers
+from chatlog.server.client import Client, ClientGone
 from chatlog.server.guard import answer_close, bound_send_buffer, websocket_options
 from chatlog.server.keys import GUARD, RUNTIME, Runtime
 from chatlog.server.limits import RateLimiter, Verdict
 from chatlog.server.search import answer_around, answer_search
 
 log = logging.getLogger(__name__)
-
-#: Backlog rows read and queued at a time during a resume.
-RESUME_PAGE = 500
-#: The first page is small so the first missed message is on the wire within milliseconds.
-RESUME_FIRST_PAGE = 50
-
 
 _RATE_MESSAGE = "too many frames; slow down (the frame was not processed)"
 _LOCKED_MESSAGE = "the alias is fixed by your token"
@@ -47,8 +42,10 @@ def new_ws_id() -> str:
 
 
 def handshake_query(request: web.Request) -> tuple[str, int | None]:
-    """The room and ``since`` of a handshake, or 400 saying what is wrong with them."""
+    """The room and ``since`` of a handshake, or 400 saying what is wrong with them (or with
+    ``epoch``)."""
     try:
+        protocol.parse_epoch(request.query.get("epoch"))
         return (
             protocol.parse_room(request.query.get("room")),
             protocol.parse_since(request.query.get("since")),
@@ -64,10 +61,18 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     # Origin, token and connection caps are checked before the upgrade (403/401/429/503).
     admission = request.app[GUARD].admit(request, room)
     try:
-        ws = web.WebSocketResponse(**websocket_options(runtime.settings))
+        # Pings come to the read loop (autoping off), so they count against the rate limits.
+        ws = web.WebSocketResponse(**websocket_options(runtime.settings), autoping=False)
         bound_send_buffer(request)
         await ws.prepare(request)
-        session = Session(runtime, ws, room=room, remote=request.remote, user=admission.user)
+        session = Session(
+            runtime,
+            ws,
+            room=room,
+            remote=request.remote,
+            user=admission.user,
+            shared=admission.take_frame,
+        )
         session.transport = request.transport
         await session.run(since=since, client_epoch=request.query.get("epoch"))
         return ws
@@ -104,6 +109,7 @@ class Session:
         room: str,
         remote: str | None,
         user: str | None = None,
+        shared: Callable[[], bool] | None = None,
     ) -> None:
         self.rt = runtime
         self.ws = ws
@@ -111,13 +117,14 @@ class Session:
         self.user = user
         #: The TCP transport, to drop a peer that stopped reading (see _kick_slow).
         self.transport: asyncio.BaseTransport | None = None
-        self.limiter = RateLimiter(runtime.settings.rate, runtime.settings.burst)
+        self.limiter = RateLimiter(runtime.settings.rate, runtime.settings.burst, shared=shared)
         self.client = Client(
             ws,
             ws_id=new_ws_id(),
             room=room,
             remote=remote,
             queue_size=runtime.settings.client_queue,
+            queue_bytes=runtime.settings.client_queue_bytes,
             on_overflow=self._overflow,
         )
 
@@ -164,6 +171,8 @@ class Session:
         try:
             await self._greet(since, client_epoch)
             await self._read_loop()
+        except ClientGone:
+            pass  # closed while a large answer was being written to it
         finally:
             # Shielded: a handler cancelled by a dropped peer still removes its rows.
             await asyncio.shield(rt.hub.spawn(self._leave()))
@@ -174,29 +183,30 @@ class Session:
             head = await view.room_head(client.room)
             client.send(protocol.status_frame(client.ws_id, head=head, epoch=rt.epoch))
             client.send(protocol.userlist_frame(await view.room_aliases(client.room)))
-            if since is not None:
-                await self._resume(view, since, head, client_epoch)
+        if since is not None:
+            # Waits for room in the server's answer budget; the backlog is read page by page.
+            async with rt.answers.slot():
+                await self._resume(since, head, client_epoch)
         client.release(head)
 
-    async def _resume(self, view: LogView, since: int, head: int, client_epoch: str | None) -> None:
+    async def _resume(self, since: int, head: int, client_epoch: str | None) -> None:
         client, limit, room = self.client, self.rt.settings.resume_max, self.client.room
         epoch_changed = client_epoch is not None and client_epoch != self.rt.epoch
         self.rt.metrics.resumes.inc()
         if epoch_changed:
             since = 0  # the client's IDs belong to another log
-        floor = await view.room_floor(room)
-        start = max(since, floor)
-        # IDs are unique, so a range no wider than the limit cannot exceed it: skip the count.
-        over = head - start > limit and await view.count_after(room, start, head, limit + 1) > limit
-        after = start
-        while not over and after < head:
-            page = RESUME_PAGE if after > start else RESUME_FIRST_PAGE
-            rows = await view.after(room, after, head, page)
-            if not rows:
-                break
-            client.send_batch(tuple(protocol.encode(m.frame()) for m in rows))
-            self.rt.metrics.replayed.inc(len(rows))
-            after = rows[-1].id
+        async with self.rt.log.view() as view:
+            floor = await view.room_floor(room)
+            start = max(since, floor)
+            # IDs are unique, so a range no wider than the limit cannot exceed it: skip the
+            # count.
+            over = (
+                head - start > limit
+                and await view.count_after(room, start, head, limit + 1) > limit
+            )
+        if not over and start < head:
+            page = answers.pager(self.rt.log, room, head)
+            await answers.send_backlog(client, page, start, self.rt.metrics.replayed.inc)
         client.send(
             protocol.resumed_frame(
                 start=start,
@@ -213,17 +223,13 @@ class Session:
         if request.around is not None:
             await answer_around(self.rt, self.client, request)
             return
-        room = self.client.room
-        async with self.rt.log.view() as view:
-            rows = await view.before(room, request.before, request.limit + 1)
-            floor = await view.room_floor(room)
-        self.client.send(
-            protocol.history_frame(
-                [m.frame() for m in rows[-request.limit :]],
-                more=len(rows) > request.limit,
-                floor=floor,
-            )
-        )
+        # Page by page within the server's answer budget; one answer at a time per
+        # connection, as the read loop awaits it (see chatlog.server.answers).
+        try:
+            async with self.rt.answers.slot(wait=answers.HISTORY_WAIT):
+                await answers.send_history(self.client, self.rt.log, request)
+        except answers.Busy:
+            self.client.send(protocol.error_frame("busy", answers.BUSY_MESSAGE))
 
     async def _read_loop(self) -> None:
         async for msg in self.ws:
@@ -234,6 +240,9 @@ class Session:
                 await self._record("binary-frame", "binary frames are not accepted")
                 await self.client.close(protocol.CLOSE_UNSUPPORTED_DATA, "text frames only")
                 return
+            elif msg.type is WSMsgType.PING or msg.type is WSMsgType.PONG:
+                if not await self._on_control(msg):
+                    return
             elif msg.type is WSMsgType.ERROR:
                 break
         await answer_close(self.ws)
@@ -242,6 +251,19 @@ class Session:
             # Also when aiohttp failed the socket while no read was waiting (a missed pong).
             # The detail starts with the close code aiohttp sent (1002, 1007, 1009).
             await self._record("protocol-error", f"{getattr(exc, 'code', '?')}: {exc}")
+
+    async def _on_control(self, msg: WSMessage) -> bool:
+        """A ping or pong counts like a frame: over the rate a ping goes unanswered, and a
+        flood of them closes the connection (1008). ``False`` once closed."""
+        verdict = self.limiter.check()
+        if verdict is Verdict.CLOSE:
+            await self._record("flood", f"{self.limiter.refusals} frames over the rate limit")
+            await self.client.close(protocol.CLOSE_POLICY_VIOLATION, "flooding")
+            return False
+        if verdict is Verdict.ACCEPT and msg.type is WSMsgType.PING:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.pong(msg.data)
+        return True
 
     async def _on_text(self, text: str) -> None:
         verdict = self.limiter.check()

@@ -23,6 +23,7 @@ from yarl import URL
 from chatlog.server import auth
 from chatlog.server.client import CLOSE_TIMEOUT
 from chatlog.server.limits import ConnectionLimiter, LimitExceeded
+from chatlog.server.quotas import Quotas
 from chatlog.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,13 +103,17 @@ def _host_port(value: str, default_port: int) -> tuple[str, int] | None:
     return match.group(1).lower(), int(match.group(2) or default_port)
 
 
-def same_origin(origin: str, host: str | None) -> bool:
-    """Whether the page that sent ``origin`` was served by this very host and port."""
+def same_origin(origin: str, host: str | None, scheme: str | None = None) -> bool:
+    """Whether the page that sent ``origin`` was served by this very host and port (and,
+    given the request's ``scheme``, over it: ``https`` pages for an ``http`` request are a
+    TLS proxy's, which must be listed with ``--allowed-origin``)."""
     normalized = normalize_origin(origin)
     if normalized is None or not host:
         return False
     url = URL(normalized)
     assert url.host is not None and url.scheme is not None
+    if scheme is not None and url.scheme != scheme.lower():
+        return False
     mine = _host_port(host, _DEFAULT_PORTS[url.scheme])
     host_name = f"[{url.host}]" if ":" in url.host else url.host
     return mine == (host_name.lower(), url.port or _DEFAULT_PORTS[url.scheme])
@@ -130,11 +135,18 @@ class Admission:
     remote: str
     user: str | None = None
     limiter: ConnectionLimiter | None = field(default=None, repr=False)
+    #: The network the remote address counts in (see chatlog.server.quotas).
+    network: str = ""
+    quotas: Quotas | None = field(default=None, repr=False)
 
     def release(self) -> None:
         if self.limiter is not None:
-            self.limiter.release(self.remote)
+            self.limiter.release(self.network or self.remote)
             self.limiter = None
+
+    def take_frame(self) -> bool:
+        """One incoming frame against the network's and the user's shared rate."""
+        return self.quotas is None or self.quotas.frame(self.network, self.user)
 
 
 class Guard:
@@ -144,6 +156,16 @@ class Guard:
         self.settings = settings
         self.allowed = {o for o in map(normalize_origin, settings.allowed_origins) if o}
         self.limiter = ConnectionLimiter(settings.max_connections, settings.max_connections_per_ip)
+        # --rate 0 (load tests) turns the shared rates off with the per-connection one.
+        on = settings.rate > 0
+        self.quotas = Quotas(
+            frame_rate=settings.network_rate if on else 0,
+            frame_burst=settings.network_burst,
+            connect_rate=settings.connect_rate if on else 0,
+            connect_burst=settings.connect_burst,
+            ipv4_prefix=settings.ipv4_prefix,
+            ipv6_prefix=settings.ipv6_prefix,
+        )
         #: Handshakes refused since start, by HTTP status, for tests and metrics.
         self.refused: dict[int, int] = {}
 
@@ -151,7 +173,7 @@ class Guard:
         """Check the handshake for ``room``; raise the HTTP error that refuses it."""
         remote = request.remote or "unknown"
         origin = request.headers.get("Origin")
-        if origin is not None and not self.origin_allowed(origin, request.host):
+        if origin is not None and not self.origin_allowed(origin, request.host, request.scheme):
             self._refuse(403, remote, f"origin {origin[:100]!r} is not allowed")
         user = None
         if self.settings.auth_secret:
@@ -165,15 +187,21 @@ class Guard:
             if claims.room is not None and claims.room != room:
                 self._refuse(403, remote, f"the token of {claims.user!r} is not valid in {room!r}")
             user = claims.user
+        net = self.quotas.network(remote)
+        if not self.quotas.connects.take(net):
+            self._refuse(429, remote, f"too many new connections from {net}; slow down")
         try:
-            self.limiter.acquire(remote)
+            self.limiter.acquire(net)
         except LimitExceeded as exc:
             self._refuse(exc.status, remote, exc.reason)
-        return Admission(remote=remote, user=user, limiter=self.limiter)
+        return Admission(
+            remote=remote, user=user, limiter=self.limiter, network=net, quotas=self.quotas
+        )
 
-    def origin_allowed(self, origin: str, host: str | None) -> bool:
-        """Same origin as the server, or on the ``--allowed-origin`` list (exact match)."""
-        if same_origin(origin, host):
+    def origin_allowed(self, origin: str, host: str | None, scheme: str | None = None) -> bool:
+        """Same origin as the server (scheme, host and port; the host passed the allowlist),
+        or on the ``--allowed-origin`` list (exact match)."""
+        if same_origin(origin, host, scheme):
             return True
         normalized = normalize_origin(origin)
         return normalized is not None and normalized in self.allowed

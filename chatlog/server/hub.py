@@ -85,13 +85,14 @@ class Hub:
         room = self.rooms.get(name)
         if run is None or not room:
             return
-        ids, frames = run
-        item = outgoing(tuple(frames))
+        ids, frame_list = run
+        frames = tuple(frame_list)
+        item = outgoing(frames)
         self.delivered += len(frames) * len(room)
         self.published += len(frames)
         # list(): a client that overflows is removed from the room during the loop.
         for client in list(room.values()):
-            client.send_chat(ids, item)
+            client.send_chat(ids, frames, item)
 
     def kick_stalled(self, deadline: float) -> int:
         """Close, as slow consumers, clients whose socket has not taken a write for

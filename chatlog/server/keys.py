@@ -8,6 +8,7 @@ from aiohttp import web
 
 from chatlog.log.backend import Feed, LogBackend
 from chatlog.log.writer import Writer
+from chatlog.server.answers import AnswerBudget
 from chatlog.server.guard import Guard
 from chatlog.server.hub import Hub
 from chatlog.server.metrics import Metrics
@@ -31,6 +32,8 @@ class Runtime:
     metrics: Metrics
     #: Delivers commits and presence changes: in-process (SQLite) or through PostgreSQL.
     feed: Feed
+    #: The server-wide budget of large answers (History, resume) in flight.
+    answers: AnswerBudget
 
 
 SETTINGS = web.AppKey("settings", Settings)

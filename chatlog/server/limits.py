@@ -61,8 +61,11 @@ class RateLimiter:
         flood_refusals: int = FLOOD_REFUSALS,
         flood_window: float = FLOOD_WINDOW,
         clock: Clock = time.monotonic,
+        shared: Callable[[], bool] | None = None,
     ) -> None:
         self.bucket = TokenBucket(rate, burst, clock)
+        #: The limits the connection shares with others of its network and user (quotas).
+        self._shared = shared
         self._clock = clock
         self._flood_refusals = flood_refusals
         self._flood_window = flood_window
@@ -71,7 +74,8 @@ class RateLimiter:
 
     def check(self) -> Verdict:
         """Account for one incoming frame."""
-        if self.bucket.take():
+        own = self.bucket.take()
+        if own and (self._shared is None or self._shared()):
             return Verdict.ACCEPT
         now = self._clock()
         if now - self._window_start > self._flood_window:
@@ -105,7 +109,7 @@ class ConnectionLimiter:
         held = self._by_address.get(address, 0)
         if self.per_address and held >= self.per_address:
             raise LimitExceeded(
-                429, f"this address is at its limit of {self.per_address} connections"
+                429, f"this network ({address}) is at its limit of {self.per_address} connections"
             )
         self.open += 1
         self._by_address[address] = held + 1

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from chatlog.log.backend import LogBackend
 from chatlog.log.writer import Writer
+from chatlog.server.answers import AnswerBudget
 from chatlog.server.hub import Hub
 
 #: Content type of the Prometheus text exposition format.
@@ -70,9 +71,11 @@ class Metrics:
         )
         self.registry.register(_LiveCollector(self))
 
-    def attach(self, hub: Hub, writer: Writer, log: LogBackend) -> None:
+    def attach(
+        self, hub: Hub, writer: Writer, log: LogBackend, answers: AnswerBudget | None = None
+    ) -> None:
         """Start exporting the live counters of a running server (called by ``runtime_ctx``)."""
-        self.live = Live(hub, writer, log)
+        self.live = Live(hub, writer, log, answers)
 
     def detach(self) -> None:
         self.live = None
@@ -94,6 +97,7 @@ class Live:
     hub: Hub
     writer: Writer
     log: LogBackend
+    answers: AnswerBudget | None = None
 
 
 class _LiveCollector(Collector):
@@ -139,4 +143,25 @@ class _LiveCollector(Collector):
             "chatlog_fanout_queue_drops",
             "Outgoing batches dropped because a client's queue was full or it was closing.",
             value=hub.stats.drops if hub else 0,
+        )
+        yield GaugeMetricFamily(
+            "chatlog_client_queue_peak_bytes",
+            "The most bytes one client has had queued or held back (--client-queue-bytes).",
+            value=hub.stats.peak_queued_bytes if hub else 0,
+        )
+        yield GaugeMetricFamily(
+            "chatlog_client_queued_bytes",
+            "Bytes queued, held back or buffered for all clients now.",
+            value=sum(c.held_bytes() for c in hub.clients()) if hub else 0,
+        )
+        answers = live.answers if live is not None else None
+        yield GaugeMetricFamily(
+            "chatlog_answers_in_flight",
+            "History answers and resume backlogs being written now (--answer-budget-bytes).",
+            value=answers.in_flight if answers else 0,
+        )
+        yield CounterMetricFamily(
+            "chatlog_answers_busy",
+            "History requests refused with a busy Error frame (answer budget full).",
+            value=answers.refused if answers else 0,
         )

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 BUSY_TIMEOUT_MS = 5000
@@ -38,13 +39,25 @@ def apply_pragmas(execute: Callable[[str], Any], synchronous: str, *, readonly: 
     execute("PRAGMA foreign_keys=ON")
 
 
+def readonly_url(path: Path) -> URL:
+    """The URL that opens ``path`` read-only and never creates it: a SQLite ``file:`` URI
+    (``mode=ro``) in which the path is percent-encoded, so ``#``, ``?`` and ``%`` in a file
+    name are part of the name, not a fragment, a query or an escape."""
+    return URL.create(
+        "sqlite+aiosqlite",
+        database="file:" + quote(str(path), safe="/"),
+        query={"mode": "ro", "uri": "true"},
+    )
+
+
 def make_engine(url: str, *, synchronous: str = "FULL", readonly: bool = False) -> AsyncEngine:
     """An async engine for the log, with the pragmas applied on every connection."""
     connect_args: dict[str, Any] = {"timeout": BUSY_TIMEOUT_MS / 1000}
     path = sqlite_path(url)
+    target: str | URL = url
     if readonly and path is not None:
-        url = f"sqlite+aiosqlite:///file:{path}?mode=ro&uri=true"
-    engine = create_async_engine(url, connect_args=connect_args)
+        target = readonly_url(path)
+    engine = create_async_engine(target, connect_args=connect_args)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:

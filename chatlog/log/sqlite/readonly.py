@@ -1,9 +1,14 @@
-"""Read-only SQL on a SQLite log: ``mode=ro``, ``query_only`` and an authorizer.
+"""Read-only SQL on a SQLite log: ``mode=ro``, ``query_only``, an authorizer and caps.
 
 The file is opened with ``mode=ro`` and ``PRAGMA query_only`` (:func:`.engine.make_engine`),
-and an authorizer refuses ``ATTACH`` (which would otherwise create a file) and pragmas that
-change settings. Rows are fetched from aiosqlite's cursor in batches: the next batch is
-fetched in its thread (where SQLite runs without the GIL) while this one is written out.
+and an authorizer refuses ``ATTACH`` (which would otherwise create a file), pragmas that
+change settings and the functions of :data:`DENIED_FUNCTIONS`; table-valued ``pragma_*``
+functions of the read-only pragmas are allowed. A read caps SQLite's heap at
+:data:`HEAP_LIMIT` (``PRAGMA hard_heap_limit``: process-wide, and the pragma can only lower it,
+so it holds for the rest of the command's process) and no string or blob may pass
+:data:`LENGTH_LIMIT` (``SQLITE_LIMIT_LENGTH``). Rows are fetched from
+aiosqlite's cursor in batches: the next batch is fetched in its thread (where SQLite runs
+without the GIL) while this one is written out.
 """
 
 from __future__ import annotations
@@ -35,6 +40,19 @@ _READ_PRAGMAS: Final = frozenset(
         "quick_check",
     }
 )
+#: Functions that leak (``fts3_tokenizer`` hands out a heap pointer) or reach outside the
+#: database (extensions, files; the last four exist only where the shell's extensions are
+#: loaded). Refused with a one-line error naming the function.
+DENIED_FUNCTIONS: Final = frozenset(
+    {"fts3_tokenizer", "load_extension", "readfile", "writefile", "edit", "fsdir", "zipfile"}
+)
+#: What SQLite may allocate in all during a read (NOMEM beyond it), and the longest string or
+#: blob a statement may make (``randomblob(500000000)`` would otherwise take 2 GB).
+HEAP_LIMIT: Final = 256 * 2**20
+LENGTH_LIMIT: Final = 64 * 2**20
+#: The schema tables a table-valued ``pragma_*`` function asks to "update" as it reads them
+#: (SQLite's authorizer says SQLITE_UPDATE; ``mode=ro`` and ``query_only`` refuse real writes).
+_SCHEMA_TABLES: Final = frozenset({"sqlite_master", "sqlite_schema", "sqlite_temp_master"})
 _ALLOWED_ACTIONS: Final = frozenset(
     {
         sqlite3.SQLITE_SELECT,
@@ -47,31 +65,55 @@ _ALLOWED_ACTIONS: Final = frozenset(
 )
 
 
-def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
-    """Allow reads only: no ATTACH (it creates files), no writes, no setting pragmas."""
-    if action in _ALLOWED_ACTIONS:
-        return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master":
-        # How SQLite authorizes parsing a virtual table's schema when a statement first reads
-        # it (the search index, FTS5). User SQL can never change sqlite_master: SQLite refuses
-        # that itself without `writable_schema`, a pragma refused below; and the file is ro.
-        return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_PRAGMA and (arg2 is None or (arg1 or "").lower() in _READ_PRAGMAS):
-        return sqlite3.SQLITE_OK
-    return sqlite3.SQLITE_DENY
+class _Authorizer:
+    """Allow reads only: no ATTACH (it creates files), no writes, no setting pragmas, none of
+    :data:`DENIED_FUNCTIONS`; ``refused`` names the last function refused."""
+
+    def __init__(self) -> None:
+        self.refused: str | None = None
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
+        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in DENIED_FUNCTIONS:
+            self.refused = arg2
+            return sqlite3.SQLITE_DENY
+        if action in _ALLOWED_ACTIONS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_PRAGMA and (
+            arg2 is None or (arg1 or "").lower() in _READ_PRAGMAS
+        ):
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_UPDATE and (arg1 or "").lower() in _SCHEMA_TABLES:
+            # How SQLite authorizes parsing a virtual table's schema when a statement first
+            # reads it (the search index, FTS5). User SQL can never change the schema: SQLite
+            # refuses that itself without `writable_schema`, a pragma refused above; the file is ro.
+            return sqlite3.SQLITE_OK
+        return sqlite3.SQLITE_DENY
 
 
 class SqliteReadOnly(ReadOnly):
     """A read-only transaction on aiosqlite's own cursor."""
 
-    def __init__(self, conn: AsyncConnection, driver: Any) -> None:
+    def __init__(
+        self, conn: AsyncConnection, driver: Any, authorizer: _Authorizer | None = None
+    ) -> None:
         super().__init__(conn)
         self._driver = driver
+        self._authorizer = authorizer
 
     async def run(
         self, sql: str, params: Mapping[str, Any] | None = None, size: int = BATCH
     ) -> tuple[list[str], Rows]:
-        cursor = await self._driver.execute(sql, dict(params or {}))
+        auth = self._authorizer
+        if auth is not None:
+            auth.refused = None
+        try:
+            cursor = await self._driver.execute(sql, dict(params or {}))
+        except sqlite3.DatabaseError as exc:
+            if auth is not None and auth.refused is not None:
+                raise sqlite3.DatabaseError(
+                    f"not allowed: the function {auth.refused}() is refused by chatlog sql"
+                ) from exc
+            raise
         return column_names(cursor.description), _batches(cursor, size)
 
     async def interrupt_after(self, seconds: float) -> asyncio.TimerHandle | None:
@@ -112,13 +154,22 @@ async def read_only(conn: AsyncConnection) -> AsyncIterator[SqliteReadOnly]:
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    await driver.set_authorizer(_authorize)
+    await _caps(driver)
+    authorizer = _Authorizer()
+    await driver.set_authorizer(authorizer)
     trans = await conn.begin()
     try:
-        yield SqliteReadOnly(conn, driver)
+        yield SqliteReadOnly(conn, driver, authorizer)
     finally:
         await trans.rollback()
         # A query cancelled mid-flight (Ctrl-C on `replay --follow`) makes SQLAlchemy close
         # the connection; only one going back to the pool needs its authorizer removed.
         if not conn.invalidated:
             await driver.set_authorizer(None)
+
+
+async def _caps(driver: Any) -> None:
+    """Cap SQLite's heap (never raising a lower cap) and the length of a string or blob."""
+    await (await driver.execute(f"PRAGMA hard_heap_limit={HEAP_LIMIT}")).close()
+    # aiosqlite runs every call on its own thread; setlimit has no wrapper there.
+    await driver._execute(driver._conn.setlimit, sqlite3.SQLITE_LIMIT_LENGTH, LENGTH_LIMIT)
