@@ -84,7 +84,7 @@ USAGE = {
     "replay-backwards-range": (["replay", "5..2"], "bad range '5..2'"),
     "replay-not-a-range": (["replay", "abc"], "bad range 'abc'"),
     "unknown-flag": (["vacuum", "--bogus"], "No such option '--bogus'"),
-    "unknown-revision": (["db", "downgrade", "nosuch"], "Can't locate revision"),
+    "unknown-revision": (["db", "downgrade", "nosuch"], "there is no revision 'nosuch'"),
     "purge-without-policy": (["purge"], "say what to keep"),
     "bad-url": (["replay", "--db", "postgresql://u@h:port/x"], "--db is not a database URL"),
     "unknown-command": (["nosuch"], "No such command 'nosuch'"),

@@ -7,6 +7,7 @@ import asyncio
 import click
 
 from chatlog.cli.common import db_option, db_url
+from chatlog.cli.schema import require_current
 from chatlog.log.open import open_log
 from chatlog.log.retention import Policy, PurgeReport, purge
 
@@ -14,6 +15,7 @@ from chatlog.log.retention import Policy, PurgeReport, purge
 async def _purge(url: str, policy: Policy, room: str | None) -> PurgeReport:
     log = open_log(url, access="write")
     try:
+        await require_current(log)
         return await purge(log, policy, room=room)
     finally:
         await log.dispose()
@@ -22,6 +24,7 @@ async def _purge(url: str, policy: Policy, room: str | None) -> PurgeReport:
 async def _vacuum(url: str) -> None:
     log = open_log(url, access="write")
     try:
+        await require_current(log)
         await log.vacuum()
     finally:
         await log.dispose()

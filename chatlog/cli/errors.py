@@ -25,8 +25,10 @@ import click
 from alembic.util import CommandError
 from sqlalchemy.exc import ArgumentError
 
+from chatlog.cli.schema import SchemaNotCurrent
 from chatlog.history.replay import SelectionError
 from chatlog.history.transfer import ImportFailed
+from chatlog.log import migrate
 from chatlog.log.open import describe, explain_failure
 from chatlog.settings import Settings, SettingsError, database_url
 
@@ -115,6 +117,23 @@ def _migration(exc: CommandError, db: Database) -> click.ClickException:
     )
 
 
+def _schema(exc: SchemaNotCurrent, db: Database) -> click.ClickException:
+    if exc.revision is None:
+        return click.ClickException(
+            f"{db.name} is not a chatlog database (it has no chatlog tables); give the path of "
+            "a log made by `chatlog serve`, or create one with `chatlog db upgrade`"
+        )
+    if exc.revision in migrate.revisions():
+        return click.ClickException(
+            f"{db.name} is at schema revision {exc.revision} and this chatlog needs "
+            f"{exc.head}; run `chatlog db upgrade` on it first"
+        )
+    return click.ClickException(
+        f"{db.name} is at schema revision {exc.revision}, which this chatlog does not know "
+        f"(its newest is {exc.head}); use the chatlog version that wrote it"
+    )
+
+
 def _missing_driver(exc: ModuleNotFoundError, _db: Database) -> click.ClickException | None:
     if exc.name != "asyncpg":
         return None
@@ -162,6 +181,7 @@ RULES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Rule],
     (SelectionError, _bad_selection),
     (ArgumentError, _bad_url),
     (CommandError, _migration),
+    (SchemaNotCurrent, _schema),
     (ModuleNotFoundError, _missing_driver),
     (Exception, _database),  # the database driver's errors, bare or wrapped by SQLAlchemy
     (OSError, _os_error),

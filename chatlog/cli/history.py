@@ -20,6 +20,7 @@ import click
 
 from chatlog.cli.common import db_option, db_url
 from chatlog.cli.errors import BadInput, interrupt_ends_run
+from chatlog.cli.schema import require_current
 from chatlog.history import output, playback, replay, transfer
 from chatlog.log import readonly as reader
 from chatlog.log.open import open_log
@@ -49,6 +50,7 @@ async def _run_sql(
 ) -> None:
     backend = open_log(url, access="read")
     try:
+        await require_current(backend)
         async with backend.read_only(limit_s=limit_s) as log:
             alarm = await log.interrupt_after(limit_s) if limit_s is not None else None
             try:
@@ -107,6 +109,10 @@ def sql_command(
         chatlog sql --db chat.db -p room lobby --format csv \\
             "SELECT id, author, text FROM messages WHERE room = :room"
     """
+    if not query.strip():
+        raise BadInput(
+            'the query is empty; give one SQL statement, e.g. "SELECT count(*) FROM messages"'
+        )
     out = _stdout()
     bound = {name: reader.bind_value(value) for name, value in params}
     url = db_url(db)
@@ -179,6 +185,7 @@ async def _play(
     backend = open_log(url, access="read")
     bar: playback.Progress | None = None
     try:
+        await require_current(backend)
         player = playback.Player(backend, selection, fmt, out, pace=pace, flush=follow)
         async with backend.read_only() as log:
             note = await playback.gap_note(log, selection)

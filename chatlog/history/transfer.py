@@ -95,7 +95,9 @@ def read_rows(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
         except UnicodeDecodeError:
             raise ImportFailed(f"line {number}: not UTF-8") from None
         except ProtocolError as exc:
-            raise ImportFailed(f"line {number}: {exc.message}") from None
+            # The strict parser speaks of client frames; here the thing is a line of the file.
+            why = exc.message.replace("the frame is", "it is").replace("the frame", "the line")
+            raise ImportFailed(f"line {number}: {why}") from None
         row = _check_row(number, obj, previous_id)
         previous_id = row["id"]
         if row["nonce"] is not None:
@@ -144,8 +146,8 @@ async def _ensure_empty(log: LogBackend, conn: AsyncConnection, first_id: int) -
 async def import_log(url: str, source: IO[bytes], make_progress: Callable[[int], Progress]) -> int:
     """Validate ``source`` and load it into the empty log at ``url``; return the row count."""
     total, first_id = validate(source)
-    if total == 0:
-        raise ImportFailed("the file holds no rows; nothing to import")
+    # An empty export (an empty log) imports as an empty, migrated log.
+    first_id = first_id or 1
     log = open_log(url)
     progress = make_progress(total)
     try:
