@@ -19,8 +19,20 @@ SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _ENV_NAMES = {"allowed_origins": "CHATLOG_ALLOWED_ORIGIN"}
 
 
+#: Shortest secret that may sign tokens (``serve --auth-secret`` and ``token issue``).
+MIN_SECRET_CHARS = 16
+
+
 class SettingsError(ValueError):
     """A configuration value is unusable; the message says which and what to do."""
+
+
+def check_auth_secret(secret: str) -> None:
+    """The one rule for a token secret, applied by ``serve`` and by ``token issue``."""
+    if len(secret) < MIN_SECRET_CHARS:
+        raise SettingsError(
+            f"auth-secret must be at least {MIN_SECRET_CHARS} characters (it is {len(secret)})"
+        )
 
 
 @dataclass(frozen=True)
@@ -121,8 +133,8 @@ class Settings:
             raise SettingsError("max-connections and max-connections-per-ip must be 0 or more")
         if min(self.handshake_timeout, self.send_timeout) <= 0:
             raise SettingsError("handshake-timeout and send-timeout must be positive seconds")
-        if self.auth_secret is not None and len(self.auth_secret) < 16:
-            raise SettingsError("auth-secret must be at least 16 characters")
+        if self.auth_secret is not None:
+            check_auth_secret(self.auth_secret)
         if not 0 < self.node_heartbeat < self.node_timeout:
             raise SettingsError("node-heartbeat must be positive and shorter than node-timeout")
         if self.log_format not in ("text", "json"):

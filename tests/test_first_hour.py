@@ -48,3 +48,30 @@ def test_start_line_names_page_socket_database_revision_and_limits(tmp_path: Pat
         "auth off",
     ):
         assert words in line, line
+
+
+SECRET = "0123456789abcdef"
+
+
+def test_token_issue_validates_as_serve_does() -> None:
+    """`token issue` refuses what `serve` refuses: a short secret, a bare --ttl, a bad room."""
+    for args, words in [
+        (["--secret", "short"], "auth-secret must be at least 16 characters"),
+        (["--secret", SECRET, "--ttl", "8"], "--ttl '8' has no unit; write 8s, 8m, 8h or 8d"),
+        (["--secret", SECRET, "--room", "x" * 65], "--room: room must be 1 to 64 printable"),
+        (["--secret", SECRET, "--room", " "], "--room: the room is empty"),
+    ]:
+        result = run_cli("token", "issue", "--user", "alice", *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert words in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    served = run_cli("serve", "--auth-secret", "short", "--port", "0")
+    assert served.exit_code == 2 and "auth-secret must be at least 16 characters" in served.stderr
+
+
+def test_token_room_is_the_room_the_server_sees() -> None:
+    """A room with spaces around it is stored trimmed, as the handshake trims ?room=."""
+    from chatlog.server import auth
+
+    token = run_cli("token", "issue", "--user", "alice", "--secret", SECRET, "--room", " lobby ")
+    assert token.exit_code == 0, token.stderr
+    assert auth.verify(SECRET, token.stdout.strip()).room == "lobby"
