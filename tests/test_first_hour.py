@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import time
 from pathlib import Path
 
 from chatlog.log import migrate
-from tests.helpers import ServerProcess, free_port, run_cli
+from tests.backends import ServedLog, rows
+from tests.helpers import CliResult, ServerProcess, free_port, run_cli
 
 
 def test_busy_port_is_one_line_and_touches_no_database(tmp_path: Path) -> None:
@@ -75,3 +78,61 @@ def test_token_room_is_the_room_the_server_sees() -> None:
     token = run_cli("token", "issue", "--user", "alice", "--secret", SECRET, "--room", " lobby ")
     assert token.exit_code == 0, token.stderr
     assert auth.verify(SECRET, token.stdout.strip()).room == "lobby"
+
+
+STORED_TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}"
+
+
+def sql(served: ServedLog, *args: str) -> CliResult:
+    """`chatlog sql` on the served log; it must succeed."""
+    result = run_cli("sql", "--db", served.db, *args)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def test_params_are_text_unless_typed_on_every_backend(served: ServedLog) -> None:
+    """`-p n 007` is the text '007' and `-p n:int 5` the integer 5, whatever the backend."""
+    as_text = sql(
+        served, "--format", "jsonl", "-p", "v", "007", "-p", "y", "2024", "SELECT :v AS v, :y AS y"
+    )
+    assert json.loads(as_text.stdout) == {"v": "007", "y": "2024"}
+    typed = sql(
+        served, "--format", "jsonl", "-p", "n:int", "5", "-p", "x:float", "0.5",
+        "SELECT count(*) AS n, CAST(:x AS DOUBLE PRECISION) * 2 AS x FROM messages WHERE id <= :n",
+    )  # fmt: skip
+    assert json.loads(typed.stdout) == {"n": 5, "x": 1.0}
+
+
+def test_date_and_datetime_params_compare_with_sent_at(served: ServedLog) -> None:
+    """`-p day:date` and `-p t:datetime` select by sent_at alike on both backends."""
+    first = rows(served.db, "SELECT sent_at FROM messages ORDER BY id LIMIT 1")[0][0]
+    first = first if isinstance(first, str) else first.strftime("%Y-%m-%d %H:%M:%S.%f")
+    total = rows(served.db, "SELECT count(*) FROM messages")[0][0]
+    query = "SELECT count(*) AS n FROM messages WHERE sent_at >= :t AND sent_at >= :day"
+    day, moment = first[:10], first.replace(" ", "T")
+    got = sql(served, "--format", "jsonl", "-p", "day:date", day, "-p", "t:datetime", moment, query)
+    assert json.loads(got.stdout) == {"n": total}
+    later = sql(
+        served, "--format", "jsonl", "-p", "day:date", day, "-p", "t:datetime", "now", query
+    )
+    assert json.loads(later.stdout) == {"n": 0}
+
+
+def test_bad_param_is_a_usage_error() -> None:
+    """A value that is not of its type, or an unknown type, is one line and exit 2."""
+    for args, words in [
+        (["-p", "n:int", "five"], "-p n:int 'five' is not a int; write it like -p n:int 42"),
+        (["-p", "d:date", "yesterday"], "is not a date; write it like -p d:date 2026-12-02"),
+        (["-p", "n:number", "5"], "unknown type 'number'"),
+    ]:
+        result = run_cli("sql", "--db", "nowhere.db", *args, "SELECT :n")
+        assert result.exit_code == 2 and words in result.stderr, result.stderr
+
+
+def test_times_print_the_same_in_every_format(served: ServedLog) -> None:
+    """sent_at reads as SQLite stores it (space, microseconds) in every format, on both backends."""
+    query = "SELECT sent_at FROM messages ORDER BY id LIMIT 1"
+    for fmt in ("table", "csv", "json", "jsonl"):
+        out = sql(served, "--format", fmt, query).stdout
+        assert re.search(rf"(^|[\s\"]){STORED_TIME}([\s\"]|$)", out), (fmt, out)
+        assert not re.search(r"\d\dT\d\d", out), (fmt, out)

@@ -102,12 +102,17 @@ def for_terminal(out: IO[bytes]) -> IO[bytes]:
     return cast(IO[bytes], TerminalStream(out)) if out.isatty() else out
 
 
+def stored_time(value: datetime) -> str:
+    """A timestamp as SQLite stores it (UTC, microseconds), so a PostgreSQL answer reads the
+    same in every format."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime(STORED_TIME_FORMAT)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        # As SQLite stores them (UTC, microseconds), so a PostgreSQL answer reads the same.
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.strftime(STORED_TIME_FORMAT)
+        return stored_time(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$base64": True, "encoded": base64.b64encode(bytes(value)).decode()}
     if isinstance(value, Decimal):
@@ -129,7 +134,9 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, datetime | date | time):
+    if isinstance(value, datetime):
+        return stored_time(value)
+    if isinstance(value, date | time):
         return value.isoformat()
     return str(value)
 
