@@ -9,6 +9,7 @@ import socket
 import time
 from pathlib import Path
 
+from chatlog.history.output import display_width
 from chatlog.log import migrate
 from tests.backends import ServedLog, rows
 from tests.helpers import CliResult, ServerProcess, free_port, run_cli
@@ -136,3 +137,59 @@ def test_times_print_the_same_in_every_format(served: ServedLog) -> None:
         out = sql(served, "--format", fmt, query).stdout
         assert re.search(rf"(^|[\s\"]){STORED_TIME}([\s\"]|$)", out), (fmt, out)
         assert not re.search(r"\d\dT\d\d", out), (fmt, out)
+
+
+def test_table_aligns_wide_characters_by_display_width(served: ServedLog) -> None:
+    """`--format table` pads by display width: CJK and emoji take two columns, columns line up."""
+    query = "SELECT :a AS name, 'x' AS mark UNION ALL SELECT :b, 'y' UNION ALL SELECT :c, 'z'"
+    out = sql(
+        served, "--format", "table", "-p", "a", "漢字", "-p", "b", "abcd", "-p", "c", "👋ok", query
+    ).stdout
+    lines = out.splitlines()
+    assert len(lines) == 5, out
+    starts = {
+        display_width(line[: line.index(mark)]) for line, mark in zip(lines[2:], "xyz", strict=True)
+    }
+    assert starts == {display_width(lines[0][: lines[0].index("mark")])}, out
+
+
+def test_csv_to_a_terminal_escapes_newlines_and_a_pipe_keeps_them(served: ServedLog) -> None:
+    """CSV on a terminal spells a cell's newline and escape as \\n, \\x1b; piped it is exact."""
+    args = (
+        "sql",
+        "--db",
+        served.db,
+        "--format",
+        "csv",
+        "-p",
+        "t",
+        "a\nb\x1b[31m",
+        "SELECT :t AS t",
+    )
+    shown = run_cli(*args, terminal="stdout")
+    assert shown.exit_code == 0 and shown.stdout == "t\na\\nb\\x1b[31m\n", repr(shown.stdout)
+    piped = run_cli(*args)
+    assert piped.stdout_bytes == b't\n"a\nb\x1b[31m"\n'
+
+
+def test_help_lists_every_summary_whole() -> None:
+    """`chatlog --help` and its groups' help show each command's first sentence, never cut."""
+    for group in ([], ["db"], ["token"]):
+        shown = run_cli(*group, "--help", env={"COLUMNS": "80"})
+        listed = shown.stdout.split("Commands:")[1].splitlines()
+        assert shown.exit_code == 0 and not any(line.endswith("...") for line in listed), listed
+    words = " ".join(run_cli("--help").stdout.split())
+    assert "Load a chat server with N clients and report throughput, latency, CPU and losses." in (
+        words
+    )
+
+
+def test_an_empty_log_round_trips_through_export_and_import(tmp_path: Path) -> None:
+    """Exporting an empty log gives an empty file, which imports as an empty, migrated log."""
+    empty, copy, dump = tmp_path / "empty.db", tmp_path / "copy.db", tmp_path / "dump.jsonl"
+    assert run_cli("db", "upgrade", "--db", str(empty)).exit_code == 0
+    assert run_cli("export", "--db", str(empty), "-o", str(dump)).exit_code == 0
+    assert dump.read_bytes() == b""
+    loaded = run_cli("import", str(dump), "--db", str(copy))
+    assert loaded.exit_code == 0 and "imported 0 messages" in loaded.stdout, loaded.stderr
+    assert f"{migrate.head()} (head)" in run_cli("db", "current", "--db", str(copy)).stdout

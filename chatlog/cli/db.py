@@ -9,6 +9,7 @@ from typing import TypeVar
 import click
 
 from chatlog.cli.common import db_option, db_url
+from chatlog.cli.helptext import FullSummaries
 from chatlog.cli.schema import SchemaNotCurrent
 from chatlog.log import migrate
 from chatlog.log.backend import LogBackend
@@ -17,7 +18,7 @@ from chatlog.log.open import Access, open_log
 T = TypeVar("T")
 
 
-@click.group(name="db")
+@click.group(name="db", cls=FullSummaries)
 def db_group() -> None:
     """Migrate the log's schema (wraps alembic; works from an installed package).
 

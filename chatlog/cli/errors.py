@@ -25,6 +25,7 @@ import click
 from alembic.util import CommandError
 from sqlalchemy.exc import ArgumentError
 
+from chatlog.cli.helptext import FullSummaries
 from chatlog.cli.schema import SchemaNotCurrent
 from chatlog.history.replay import SelectionError
 from chatlog.history.transfer import ImportFailed
@@ -249,7 +250,7 @@ def interrupt_ends_run(enabled: bool = True) -> Iterator[None]:
         raise click.exceptions.Exit(0) from None
 
 
-class PolicyGroup(click.Group):
+class PolicyGroup(FullSummaries):
     """A click group whose subcommands, and the parsing of their flags, follow :func:`policy`."""
 
     def make_context(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from chatlog.cli.helptext import FullSummaries
 from chatlog.protocol import ProtocolError
 from chatlog.server import auth
 
 
-@click.group(name="token")
+@click.group(name="token", cls=FullSummaries)
 def token_group() -> None:
     """Make access tokens for a server started with --auth-secret.
 
