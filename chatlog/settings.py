@@ -35,6 +35,11 @@ def check_auth_secret(secret: str) -> None:
         )
 
 
+def env_name(field_name: str) -> str:
+    """The environment variable of the setting ``field_name`` (``port``: ``CHATLOG_PORT``)."""
+    return _ENV_NAMES.get(field_name, f"CHATLOG_{field_name.upper()}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server needs to run, validated once at start-up."""
@@ -96,7 +101,7 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            raw = env.get(_ENV_NAMES.get(f.name, f"CHATLOG_{f.name.upper()}"))
+            raw = env.get(env_name(f.name))
             if raw is not None and raw != "":
                 values[f.name] = _coerce(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
