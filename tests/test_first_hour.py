@@ -122,7 +122,7 @@ def test_date_and_datetime_params_compare_with_sent_at(served: ServedLog) -> Non
 def test_bad_param_is_a_usage_error() -> None:
     """A value that is not of its type, or an unknown type, is one line and exit 2."""
     for args, words in [
-        (["-p", "n:int", "five"], "-p n:int 'five' is not a int; write it like -p n:int 42"),
+        (["-p", "n:int", "five"], "-p n:int 'five' is not an int; write it like -p n:int 42"),
         (["-p", "d:date", "yesterday"], "is not a date; write it like -p d:date 2026-12-02"),
         (["-p", "n:number", "5"], "unknown type 'number'"),
     ]:

@@ -7,24 +7,24 @@ import asyncio
 import click
 
 from chatlog.cli.common import db_option, db_url
-from chatlog.cli.schema import require_current
+from chatlog.cli.schema import check_before_writing
 from chatlog.log.open import open_log
 from chatlog.log.retention import Policy, PurgeReport, purge
 
 
 async def _purge(url: str, policy: Policy, room: str | None) -> PurgeReport:
+    await check_before_writing(url)
     log = open_log(url, access="write")
     try:
-        await require_current(log)
         return await purge(log, policy, room=room)
     finally:
         await log.dispose()
 
 
 async def _vacuum(url: str) -> None:
+    await check_before_writing(url)
     log = open_log(url, access="write")
     try:
-        await require_current(log)
         await log.vacuum()
     finally:
         await log.dispose()

@@ -73,13 +73,11 @@ def downgrade(db: str | None, revision: str) -> None:
     Example:
         chatlog db downgrade base --db chat.db
     """
-
-    async def down(log: LogBackend) -> None:
-        if await log.revision() is None:
-            raise SchemaNotCurrent(None, migrate.head())  # nothing to migrate down
-        await log.downgrade(revision)
-
-    _on_log(db_url(db), down, access="write")
+    url = db_url(db)
+    # Read first: opening an empty file to write would already make it a WAL database.
+    if _on_log(url, LogBackend.revision, access="read") is None:
+        raise SchemaNotCurrent(None, migrate.head())  # nothing to migrate down
+    _on_log(url, lambda log: log.downgrade(revision), access="write")
     click.echo(f"database at {revision}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from chatlog.log import migrate
 from chatlog.log.backend import LogBackend
+from chatlog.log.open import open_log
 
 
 class SchemaNotCurrent(Exception):
@@ -28,3 +29,13 @@ async def require_current(log: LogBackend) -> None:
     revision = await log.revision()
     if revision != migrate.head():
         raise SchemaNotCurrent(revision, migrate.head())
+
+
+async def check_before_writing(url: str) -> None:
+    """:func:`require_current` on a read-only connection, before a command opens the log to
+    write: opening it to write would already turn an empty file into a WAL database."""
+    log = open_log(url, access="read")
+    try:
+        await require_current(log)
+    finally:
+        await log.dispose()

@@ -61,8 +61,10 @@ def parse_param(spec: str, value: str) -> tuple[str, Any]:
     try:
         return name, TYPES[kind](value)
     except ValueError:
+        article = "an" if kind[0] in "aeiou" else "a"
         raise BadParam(
-            f"-p {spec} {value!r} is not a {kind}; write it like -p {name}:{kind} {_EXAMPLES[kind]}"
+            f"-p {spec} {value!r} is not {article} {kind}; "
+            f"write it like -p {name}:{kind} {_EXAMPLES[kind]}"
         ) from None
 
 
