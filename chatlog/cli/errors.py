@@ -163,9 +163,9 @@ def _os_error(exc: OSError, db: Database) -> click.ClickException:
             f"cannot reach PostgreSQL at {db.server} ({reason}); is it running?"
         )
     if exc.errno == errno.EADDRINUSE:
+        # (serve checks the port first; this is one taken between that check and the bind)
         return click.ClickException(
-            f"cannot listen ({exc.strerror}); is another server running there? "
-            "Choose another --port"
+            "cannot listen: the port is in use; pick another with --port or CHATLOG_PORT"
         )
     reason = (exc.strerror or _first_line(exc)).lower()
     if exc.filename is not None:
