@@ -113,3 +113,12 @@ def test_every_setting_is_in_the_readme(name: str) -> None:
         for line in _sections("## Configuration").splitlines()
     )
     assert f"`{name}`" in README or in_table, f"{name} is not in the README"
+
+
+def test_every_file_the_readme_names_exists() -> None:
+    """A file the README names (`server/hub.py`, `tests/test_sql.py`, `chat.js`) is there."""
+    # (a leading / is a URL path the server answers, such as /static/chat.js)
+    named = set(re.findall(r"`([\w.-][\w./-]*\.(?:py|js|css|html|svg|toml|md))`", README))
+    folders = [ROOT, ROOT / "chatlog", ROOT / "chatlog/server/static", ROOT / "tests"]
+    missing = {n for n in named if not any((folder / n).exists() for folder in folders)}
+    assert len(named) > 50 and not missing, sorted(missing)
