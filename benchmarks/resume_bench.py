@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.servers import ServerProcess
+from tests.helpers import ServerProcess
 
 
 def build(path: Path, rows: int) -> None:

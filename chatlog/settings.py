@@ -23,8 +23,25 @@ _ENV_NAMES = {
 }
 
 
+#: Shortest secret that may sign tokens (``serve --auth-secret`` and ``token issue``).
+MIN_SECRET_CHARS = 16
+
+
 class SettingsError(ValueError):
     """A configuration value is unusable; the message says which and what to do."""
+
+
+def check_auth_secret(secret: str) -> None:
+    """The one rule for a token secret, applied by ``serve`` and by ``token issue``."""
+    if len(secret) < MIN_SECRET_CHARS:
+        raise SettingsError(
+            f"auth-secret must be at least {MIN_SECRET_CHARS} characters (it is {len(secret)})"
+        )
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of the setting ``field_name`` (``port``: ``CHATLOG_PORT``)."""
+    return _ENV_NAMES.get(field_name, f"CHATLOG_{field_name.upper()}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +122,7 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            raw = env.get(_ENV_NAMES.get(f.name, f"CHATLOG_{f.name.upper()}"))
+            raw = env.get(env_name(f.name))
             if raw is not None and raw != "":
                 values[f.name] = _coerce(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -155,8 +172,8 @@ class Settings:
             raise SettingsError("max-connections and max-connections-per-ip must be 0 or more")
         if min(self.handshake_timeout, self.send_timeout) <= 0:
             raise SettingsError("handshake-timeout and send-timeout must be positive seconds")
-        if self.auth_secret is not None and len(self.auth_secret) < 16:
-            raise SettingsError("auth-secret must be at least 16 characters")
+        if self.auth_secret is not None:
+            check_auth_secret(self.auth_secret)
         if not 0 < self.node_heartbeat < self.node_timeout:
             raise SettingsError("node-heartbeat must be positive and shorter than node-timeout")
         if self.log_format not in ("text", "json"):

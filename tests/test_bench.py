@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
-from tests.helpers import CliResult, run_cli
+from tests.backends import rows
+from tests.helpers import CliResult, ServerProcess, run_cli
 
 FIELDS = {
     "msgs_per_s",
@@ -72,3 +74,18 @@ def test_bench_retries_are_stored_once() -> None:
     assert int(rows["retries sent"]) > 0
     assert rows["retries answered, seen ID"] == rows["retries sent"]
     assert rows["lost"] == rows["duplicates"] == "0"
+
+
+def test_bench_against_a_rate_limited_server_fails_and_says_which_flag(tmp_path: Path) -> None:
+    """Against `serve`'s default rate limit the bench exits 1, says to restart it with --rate 0,
+    and what it wrote is in a room named as bench data, which a note points out."""
+    db = tmp_path / "target.db"
+    with ServerProcess(db, "--rate", "50") as server:  # the default, which DEFAULTS turns off
+        out = bench("--url", server.url, "--clients", "4", "--duration", "1.5", "--warmup", "0.2")
+    assert out.exit_code == 1, out.stdout + out.stderr
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: target: ") and "restart it with --rate 0" in error, error
+    assert "closed clients with 1008" in out.stdout or "refused frames" in out.stdout
+    rooms = {room for (room,) in rows(db, "SELECT DISTINCT room FROM messages")}
+    assert len(rooms) == 1 and re.fullmatch(r"bench-[0-9a-f]{6}-0", rooms.pop() or "")
+    assert "this run's messages stay in the target's log, in room bench-" in out.stdout

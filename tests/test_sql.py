@@ -74,10 +74,10 @@ def test_a_write_is_refused_on_every_backend(served: ServedLog, statement: str) 
 
 
 def test_formats_and_bound_parameters(served: ServedLog) -> None:
-    """json, jsonl, csv and table carry the same rows; --param binds :names (ints as ints)."""
+    """json, jsonl, csv and table carry the same rows; --param binds :names (typed with :int)."""
     sql = "SELECT id, author, text FROM messages WHERE room = :room AND id > :after ORDER BY id"
     want = rows(served.db, sql.replace(":room", "?").replace(":after", "?"), "dev", 3)
-    base = ["sql", "--db", served.db, "-p", "room", "dev", "--param", "after", "3", sql]
+    base = ["sql", "--db", served.db, "-p", "room", "dev", "--param", "after:int", "3", sql]
     as_json = json.loads(run_cli(*base).stdout)  # not a terminal: json is the default
     assert as_json == [{"id": i, "author": a, "text": t} for i, a, t in want]
     lines = run_cli(*base, "--format", "jsonl").stdout.split("\n")[:-1]

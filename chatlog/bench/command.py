@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -26,7 +27,14 @@ import click
 from chatlog.bench.loadgen import Config
 from chatlog.bench.measure import measure, stored_once
 from chatlog.bench.postgres import spawn_cluster
-from chatlog.bench.report import notes_for, ratios_of, render, stored_once_line, summarise
+from chatlog.bench.report import (
+    failures,
+    notes_for,
+    ratios_of,
+    render,
+    stored_once_line,
+    summarise,
+)
 from chatlog.bench.spawn import Launch, ServerProbe, Spawned, chatlog_argv, free_port
 
 
@@ -237,6 +245,8 @@ def bench(
         warmup=warmup if not messages else 0.0,
         nonce=nonce,
         retry_share=retry_share,
+        # A server at --url keeps what the bench sends: name its rooms as bench data, per run.
+        room_prefix="bench" if spawn else f"bench-{secrets.token_hex(3)}",
     )
     if cfg.senders == 0:
         cfg = replace(cfg, duration=0.0, warmup=0.0, messages=0)
@@ -262,6 +272,17 @@ def bench(
             line = stored_once_line(summary)
             if line:
                 click.echo(line)
+    if not spawn and cfg.senders:
+        first, last = f"{cfg.room_prefix}-0", f"{cfg.room_prefix}-{cfg.rooms - 1}"
+        named = f"room {first}" if cfg.rooms == 1 else f"rooms {first} to {last}"
+        click.echo(
+            f"note: this run's messages stay in the target's log, in {named}; remove them with "
+            "`chatlog purge --room ROOM --retain-messages 1` (or let retention do it)",
+            err=as_json,
+        )
+    failed = failures(report["results"])
+    if failed is not None:
+        raise click.ClickException(failed)
     for name, runs in report["runs"].items():
         for i, run in enumerate(runs, 1):
             if run["stored_once"] is False:

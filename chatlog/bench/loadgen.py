@@ -64,6 +64,9 @@ class Config:
     nonce: bool = False
     #: Share of sends that repeat a recent message, same bytes and nonce (needs ``nonce``).
     retry_share: float = 0.0
+    #: Rooms are ``<prefix>-<i>``: ``bench`` on a spawned server, ``bench-<run id>`` on a
+    #: target at ``--url``, so its rows are recognisably bench data.
+    room_prefix: str = "bench"
 
     def url_of(self, index: int) -> str:
         """The server client ``index`` connects to."""
@@ -237,7 +240,7 @@ class _Worker:
         async def one(index: int) -> None:
             parts = urlsplit(cfg.url_of(index))
             host, port = parts.hostname or "127.0.0.1", parts.port or 80
-            conn = _Conn(self, index, f"bench-{cfg.room_of(index)}")
+            conn = _Conn(self, index, f"{cfg.room_prefix}-{cfg.room_of(index)}")
             async with gate:
                 await loop.create_connection(lambda: conn, host, port)
                 await asyncio.wait_for(conn.ready, 30)

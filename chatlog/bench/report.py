@@ -171,7 +171,36 @@ def notes_for(summaries: dict[str, dict[str, Any]]) -> list[str]:
             )
         if s["server_closes"]:
             notes.append(f"{name}: server closed clients with codes {s['server_closes']}")
+        if rate_limited(s):
+            notes.append(f"{name}: {RATE_LIMITED}")
     return notes
+
+
+#: What to do when the target's per-connection rate limit got in the way.
+RATE_LIMITED = (
+    "the server refused frames or closed clients with 1008 (its per-connection rate limit), "
+    "so these are not the server's figures: restart it with `chatlog serve --rate 0` "
+    "or offer less load with the bench's --rate"
+)
+
+
+def rate_limited(summary: dict[str, Any]) -> bool:
+    """Whether the server's rate limit refused frames or closed clients in these runs."""
+    return bool(summary["refused"]) or "1008" in summary["server_closes"]
+
+
+def failures(summaries: dict[str, dict[str, Any]]) -> str | None:
+    """One line when a target lost, repeated or reordered messages (the bench then fails)."""
+    for name, s in summaries.items():
+        if s["lost"] or s["duplicates"] or s["out_of_order"]:
+            what = (
+                f"{name}: {s['lost']} messages lost, {s['duplicates']} duplicated, "
+                f"{s['out_of_order']} out of order"
+            )
+            if rate_limited(s):
+                return f"{what}; its rate limit closed clients: restart it with --rate 0"
+            return f"{what}; see the notes above"
+    return None
 
 
 def stored_once_line(summary: dict[str, Any]) -> str | None:

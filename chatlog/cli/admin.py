@@ -7,11 +7,13 @@ import asyncio
 import click
 
 from chatlog.cli.common import db_option, db_url
+from chatlog.cli.schema import check_before_writing
 from chatlog.log.open import open_log
 from chatlog.log.retention import Policy, PurgeReport, purge
 
 
 async def _purge(url: str, policy: Policy, room: str | None) -> PurgeReport:
+    await check_before_writing(url)
     log = open_log(url, access="write")
     try:
         return await purge(log, policy, room=room)
@@ -20,6 +22,7 @@ async def _purge(url: str, policy: Policy, room: str | None) -> PurgeReport:
 
 
 async def _vacuum(url: str) -> None:
+    await check_before_writing(url)
     log = open_log(url, access="write")
     try:
         await log.vacuum()

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 
 from chatlog.cli.common import db_option, db_url
+from chatlog.cli.helptext import FullSummaries
+from chatlog.cli.schema import SchemaNotCurrent
 from chatlog.log import migrate
 from chatlog.log.backend import LogBackend
 from chatlog.log.open import Access, open_log
@@ -18,7 +18,7 @@ from chatlog.log.open import Access, open_log
 T = TypeVar("T")
 
 
-@click.group(name="db")
+@click.group(name="db", cls=FullSummaries)
 def db_group() -> None:
     """Migrate the log's schema (wraps alembic; works from an installed package).
 
@@ -43,12 +43,9 @@ def _known_revision(_ctx: click.Context, _param: click.Parameter, value: str) ->
     """Refuse a revision this chatlog does not have, before the database is touched."""
     if value in ("head", "heads", "base") or any(c in value for c in "+-@"):
         return value  # relative or branch forms: alembic resolves them against the database
-    scripts = ScriptDirectory.from_config(migrate.alembic_config())
-    try:
-        scripts.get_revision(value)
-    except CommandError as exc:
-        known = ", ".join(["base", *reversed([s.revision for s in scripts.walk_revisions()])])
-        raise click.BadParameter(f"{exc} (there are: {known}, head)") from None
+    if value not in migrate.revisions():
+        known = ", ".join(["base", *migrate.revisions(), "head"])
+        raise click.BadParameter(f"there is no revision {value!r}; use one of {known}")
     return value
 
 
@@ -76,7 +73,11 @@ def downgrade(db: str | None, revision: str) -> None:
     Example:
         chatlog db downgrade base --db chat.db
     """
-    _on_log(db_url(db), lambda log: log.downgrade(revision), access="write")
+    url = db_url(db)
+    # Read first: opening an empty file to write would already make it a WAL database.
+    if _on_log(url, LogBackend.revision, access="read") is None:
+        raise SchemaNotCurrent(None, migrate.head())  # nothing to migrate down
+    _on_log(url, lambda log: log.downgrade(revision), access="write")
     click.echo(f"database at {revision}")
 
 
@@ -91,4 +92,7 @@ def current(db: str | None) -> None:
     """
     rev = _on_log(db_url(db), LogBackend.revision, access="read")
     head = migrate.head()
-    click.echo(f"{rev or 'empty'}{' (head)' if rev == head else f' (head is {head})'}")
+    if rev is None:
+        raise SchemaNotCurrent(None, head)
+    behind = f" (head is {head}; `chatlog db upgrade` migrates it)"
+    click.echo(f"{rev}{' (head)' if rev == head else behind}")

@@ -25,8 +25,11 @@ import click
 from alembic.util import CommandError
 from sqlalchemy.exc import ArgumentError
 
+from chatlog.cli.helptext import FullSummaries
+from chatlog.cli.schema import SchemaNotCurrent
 from chatlog.history.replay import SelectionError
 from chatlog.history.transfer import ImportFailed
+from chatlog.log import migrate
 from chatlog.log.open import describe, explain_failure
 from chatlog.settings import Settings, SettingsError, database_url
 
@@ -115,6 +118,23 @@ def _migration(exc: CommandError, db: Database) -> click.ClickException:
     )
 
 
+def _schema(exc: SchemaNotCurrent, db: Database) -> click.ClickException:
+    if exc.revision is None:
+        return click.ClickException(
+            f"{db.name} is not a chatlog database (it has no chatlog tables); give the path of "
+            "a log made by `chatlog serve`, or create one with `chatlog db upgrade`"
+        )
+    if exc.revision in migrate.revisions():
+        return click.ClickException(
+            f"{db.name} is at schema revision {exc.revision} and this chatlog needs "
+            f"{exc.head}; run `chatlog db upgrade` on it first"
+        )
+    return click.ClickException(
+        f"{db.name} is at schema revision {exc.revision}, which this chatlog does not know "
+        f"(its newest is {exc.head}); use the chatlog version that wrote it"
+    )
+
+
 def _missing_driver(exc: ModuleNotFoundError, _db: Database) -> click.ClickException | None:
     if exc.name != "asyncpg":
         return None
@@ -143,9 +163,9 @@ def _os_error(exc: OSError, db: Database) -> click.ClickException:
             f"cannot reach PostgreSQL at {db.server} ({reason}); is it running?"
         )
     if exc.errno == errno.EADDRINUSE:
+        # (serve checks the port first; this is one taken between that check and the bind)
         return click.ClickException(
-            f"cannot listen ({exc.strerror}); is another server running there? "
-            "Choose another --port"
+            "cannot listen: the port is in use; pick another with --port or CHATLOG_PORT"
         )
     reason = (exc.strerror or _first_line(exc)).lower()
     if exc.filename is not None:
@@ -162,6 +182,7 @@ RULES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Rule],
     (SelectionError, _bad_selection),
     (ArgumentError, _bad_url),
     (CommandError, _migration),
+    (SchemaNotCurrent, _schema),
     (ModuleNotFoundError, _missing_driver),
     (Exception, _database),  # the database driver's errors, bare or wrapped by SQLAlchemy
     (OSError, _os_error),
@@ -229,7 +250,7 @@ def interrupt_ends_run(enabled: bool = True) -> Iterator[None]:
         raise click.exceptions.Exit(0) from None
 
 
-class PolicyGroup(click.Group):
+class PolicyGroup(FullSummaries):
     """A click group whose subcommands, and the parsing of their flags, follow :func:`policy`."""
 
     def make_context(

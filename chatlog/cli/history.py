@@ -20,7 +20,9 @@ import click
 
 from chatlog.cli.common import db_option, db_url
 from chatlog.cli.errors import BadInput, interrupt_ends_run
+from chatlog.cli.schema import require_current
 from chatlog.history import output, playback, replay, transfer
+from chatlog.history import params as params_
 from chatlog.log import readonly as reader
 from chatlog.log.open import open_log
 
@@ -52,10 +54,12 @@ async def _run_sql(
 ) -> None:
     backend = open_log(url, access="read")
     try:
+        await require_current(backend)
         async with backend.read_only(limit_s=limit_s) as log:
             alarm = await log.interrupt_after(limit_s) if limit_s is not None else None
             try:
-                columns, batches = await log.run(query, params)
+                bound = {k: params_.bindable(v, log.bind_time) for k, v in params.items()}
+                columns, batches = await log.run(query, bound)
                 await output.write_rows(columns, batches, fmt, out)
             except Exception as exc:
                 if backend.driver_error(exc) is None:
@@ -84,8 +88,9 @@ async def _run_sql(
     "params",
     nargs=2,
     multiple=True,
-    metavar="NAME VALUE",
-    help="Bind :NAME in the query to VALUE (integers are bound as integers). Repeatable.",
+    metavar="NAME[:TYPE] VALUE",
+    help="Bind :NAME in the query to VALUE, as text unless TYPE is int, float, date or "
+    "datetime (-p n:int 5, -p day:date 2026-12-02). Repeatable.",
 )
 @click.option(
     "--timeout",
@@ -112,8 +117,12 @@ def sql_command(
         chatlog sql --db chat.db -p room lobby --format csv \\
             "SELECT id, author, text FROM messages WHERE room = :room"
     """
+    if not query.strip():
+        raise BadInput(
+            'the query is empty; give one SQL statement, e.g. "SELECT count(*) FROM messages"'
+        )
     out = _stdout()
-    bound = {name: reader.bind_value(value) for name, value in params}
+    bound = dict(params_.parse_param(name, value) for name, value in params)
     url = db_url(db)
     chosen = output.choose_format(fmt, out)
     limit = timeout or None
@@ -185,6 +194,7 @@ async def _play(
     backend = open_log(url, access="read")
     bar: playback.Progress | None = None
     try:
+        await require_current(backend)
         player = playback.Player(backend, selection, fmt, out, pace=pace, flush=follow)
         async with backend.read_only() as log:
             note = await playback.gap_note(log, selection)

@@ -9,8 +9,9 @@ import click
 from aiohttp import web
 
 from chatlog.cli.common import build_settings, db_option, db_url
+from chatlog.cli.listen import check_port, start_line
 from chatlog.cli.serve_options import security_options, security_overrides
-from chatlog.log.open import opened
+from chatlog.log.open import describe, opened
 from chatlog.loops import EVENT_LOOPS, new_event_loop
 from chatlog.server import descriptors
 from chatlog.server.app import create_app
@@ -62,8 +63,10 @@ def serve_command(**flags: Any) -> None:
     """
     settings = build_settings(**security_overrides(flags))
     db_url(settings.db)  # a bad URL or a directory is a one-line error before logging starts
+    check_port(settings.host, settings.port)  # before the database is created or migrated
     setup_logging(settings.log_format, settings.log_level)
-    asyncio.run(_preflight(settings))
+    revision = asyncio.run(_preflight(settings))
+    database = describe(settings.url)[0]
     try:
         loop = new_event_loop(settings.event_loop)
     except RuntimeError as exc:  # uvloop asked for but not installed; the message says so
@@ -83,7 +86,8 @@ def serve_command(**flags: Any) -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        print=lambda text: click.echo(text, err=True),
+        # aiohttp's banner, replaced by one line saying what is served where.
+        print=lambda text: click.echo(start_line(settings, text, database, revision), err=True),
         shutdown_timeout=10.0,
         loop=loop,
         # aiohttp arms this timer when a connection opens and closes it if no complete
@@ -93,7 +97,8 @@ def serve_command(**flags: Any) -> None:
     )
 
 
-async def _preflight(settings: Settings) -> None:
-    """Open and migrate the database once before listening, so a bad --db fails at once."""
-    async with opened(settings.url, synchronous=settings.synchronous):
-        pass
+async def _preflight(settings: Settings) -> str | None:
+    """Open and migrate the database once before listening, so a bad --db fails at once;
+    return its schema revision."""
+    async with opened(settings.url, synchronous=settings.synchronous) as log:
+        return await log.revision()

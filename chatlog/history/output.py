@@ -17,6 +17,7 @@ from typing import IO, Any, Final, TypeVar, cast
 
 import click
 import orjson
+from wcwidth import wcswidth
 
 from chatlog.log.schema import STORED_TIME_FORMAT
 
@@ -102,12 +103,17 @@ def for_terminal(out: IO[bytes]) -> IO[bytes]:
     return cast(IO[bytes], TerminalStream(out)) if out.isatty() else out
 
 
+def stored_time(value: datetime) -> str:
+    """A timestamp as SQLite stores it (UTC, microseconds), so a PostgreSQL answer reads the
+    same in every format."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime(STORED_TIME_FORMAT)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        # As SQLite stores them (UTC, microseconds), so a PostgreSQL answer reads the same.
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.strftime(STORED_TIME_FORMAT)
+        return stored_time(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$base64": True, "encoded": base64.b64encode(bytes(value)).decode()}
     if isinstance(value, Decimal):
@@ -129,9 +135,15 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, datetime | date | time):
+    if isinstance(value, datetime):
+        return stored_time(value)
+    if isinstance(value, date | time):
         return value.isoformat()
     return str(value)
+
+
+def _safe_cell(value: Any) -> str:
+    return terminal_safe(_cell(value))
 
 
 Batches = AsyncIterator[Sequence[Sequence[Any]]]
@@ -149,9 +161,12 @@ async def write_rows(columns: Sequence[str], batches: Batches, fmt: str, out: IO
     if fmt == "csv":
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
+        # On a terminal a cell's newline or escape is spelt \n, \x1b as in a table: one row,
+        # one line. Piped, the cell is written exactly (quoted when it must be).
+        cell = _safe_cell if out.isatty() else _cell
         writer.writerow(columns)
         async for batch in batches:
-            writer.writerows([_cell(v) for v in row] for row in batch)
+            writer.writerows([cell(v) for v in row] for row in batch)
             count += len(batch)
             out.write(text.getvalue().encode())
             text.seek(0)
@@ -175,13 +190,26 @@ async def write_rows(columns: Sequence[str], batches: Batches, fmt: str, out: IO
     return count
 
 
+def display_width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: East Asian wide characters and emoji count two,
+    combining marks none (``text`` is printable: :func:`terminal_safe` made it so)."""
+    width = wcswidth(text)
+    return width if width >= 0 else len(text)
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
+
+
 def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain aligned text table with a header rule; cells are made terminal-safe."""
+    """A plain text table with a header rule, aligned by display width; cells are made
+    terminal-safe."""
     head = [terminal_safe(str(c)) for c in columns]
     body = [[terminal_safe(_cell(v)) for v in row] for row in rows]
-    widths = [len(h) for h in head]
+    widths = [display_width(h) for h in head]
     for row in body:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+        widths = [max(w, display_width(c)) for w, c in zip(widths, row, strict=True)]
     numeric = [
         all(isinstance(row[i], int | float | Decimal) or row[i] is None for row in rows)
         and any(row[i] is not None for row in rows)
@@ -189,10 +217,7 @@ def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     ]
 
     def line(cells: Sequence[str]) -> str:
-        parts = [
-            c.rjust(w) if num else c.ljust(w)
-            for c, w, num in zip(cells, widths, numeric, strict=True)
-        ]
+        parts = [_pad(c, w, num) for c, w, num in zip(cells, widths, numeric, strict=True)]
         return "  ".join(parts).rstrip()
 
     lines = [line(head), "  ".join("-" * w for w in widths), *(line(r) for r in body)]

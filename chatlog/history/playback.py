@@ -133,7 +133,8 @@ async def gap_note(reader: ReadOnly, selection: Selection) -> str | None:
     """
     if selection.start is None and selection.since is not None:
         return None
-    asked = selection.start if selection.start is not None else 1
+    # IDs start at 1: a range from 0 asks for nothing that could have been removed.
+    asked = max(selection.start, 1) if selection.start is not None else 1
     floors = {
         str(room): int(floor)
         for room, floor in [

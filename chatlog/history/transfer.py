@@ -103,7 +103,9 @@ def read_rows(source: IO[bytes], max_bytes: int = 65536) -> Iterator[tuple[int, 
         except UnicodeDecodeError:
             raise ImportFailed(f"line {number}: not UTF-8") from None
         except ProtocolError as exc:
-            raise ImportFailed(f"line {number}: {exc.message}") from None
+            # The strict parser speaks of client frames; here the thing is a line of the file.
+            why = exc.message.replace("the frame is", "it is").replace("the frame", "the line")
+            raise ImportFailed(f"line {number}: {why}") from None
         row = _check_row(number, obj, previous_id, max_bytes)
         previous_id = row["id"]
         if row["nonce"] is not None:
@@ -157,8 +159,8 @@ async def import_log(
 ) -> int:
     """Validate ``source`` and load it into the empty log at ``url``; return the row count."""
     total, first_id = validate(source, max_bytes)
-    if total == 0:
-        raise ImportFailed("the file holds no rows; nothing to import")
+    # An empty export (an empty log) imports as an empty, migrated log.
+    first_id = first_id or 1
     log = open_log(url)
     progress = make_progress(total)
     try:

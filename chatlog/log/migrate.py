@@ -60,3 +60,10 @@ async def schema_revision(conn: AsyncConnection) -> str | None:
     """The stored revision, as a writer op (``/readyz`` proves the writer can reach it)."""
     value = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
     return None if value is None else str(value)
+
+
+@functools.cache
+def revisions() -> tuple[str, ...]:
+    """Every revision the code knows, oldest first."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return tuple(reversed([script.revision for script in scripts.walk_revisions()]))

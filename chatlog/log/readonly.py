@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date
 from typing import Any, Final
 
 from sqlalchemy import text
@@ -52,8 +52,9 @@ class ReadOnly:
         database needs a timer for it (else it was set when the transaction began)."""
         return None
 
-    def bind_time(self, when: datetime) -> Any:
-        """``when`` as a parameter compared with ``sent_at`` in hand-written SQL."""
+    def bind_time(self, when: date) -> Any:
+        """``when`` (a datetime, or a date) as a parameter compared with ``sent_at`` (or its
+        date) in hand-written SQL."""
         return when
 
     def json_row(self, columns: Sequence[str]) -> str | None:
@@ -90,14 +91,6 @@ def explain(exc: BaseException, *, timeout: float | None = None) -> str:
     ):
         return f"the log is opened read-only; this statement would change it ({message})"
     return f"the query failed: {message}"
-
-
-def bind_value(value: str) -> int | str:
-    """``--param`` values that look like integers are bound as integers, the rest as text."""
-    stripped = value.strip()
-    if stripped.lstrip("+-").isdigit() and len(stripped) < 19:
-        return int(stripped)
-    return value
 
 
 def column_names(description: Sequence[Sequence[Any]] | None) -> list[str]:

@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from chatlog.protocol import ProtocolError, parse_alias
+from chatlog.protocol import ProtocolError, parse_alias, parse_room
+from chatlog.settings import check_auth_secret
 
 VERSION: Final = "v1"
 #: Longest token accepted; anything longer is refused before any decoding work.
@@ -61,11 +62,15 @@ def issue(
     secret: str, user: str, *, room: str | None = None, ttl: float = 3600, now: float | None = None
 ) -> str:
     """A token for ``user`` (limited to ``room`` when given) valid for ``ttl`` seconds."""
-    if not secret:
-        raise ValueError("an empty secret cannot sign tokens")
+    check_auth_secret(secret)  # a token serve could not be started to verify is refused
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     user = parse_alias(user)
+    if room is not None:
+        # The room rule of the handshake, so the token names the room the server will see.
+        if not room.strip():
+            raise ProtocolError("bad-room", "the room is empty; leave --room out for any room")
+        room = parse_room(room)
     now = time.time() if now is None else now
     claims: dict[str, Any] = {"u": user, "r": room, "exp": int(now + ttl)}
     payload = _b64(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode())
@@ -105,8 +110,14 @@ def verify(secret: str, token: str, *, now: float | None = None) -> Token:
 
 
 def parse_ttl(text: str) -> int:
-    """Seconds from ``90``, ``90s``, ``15m``, ``1h`` or ``7d``."""
+    """Seconds from ``90s``, ``15m``, ``1h`` or ``7d``; the unit is required (is ``8`` eight
+    seconds or eight hours?)."""
     match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
     if match is None or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not a duration like 90s, 15m, 1h or 7d")
-    return int(match.group(1)) * _TTL_UNITS[match.group(2) or "s"]
+        raise ValueError(f"--ttl {text!r} is not a duration like 90s, 15m, 1h or 7d")
+    if not match.group(2):
+        number = match.group(1)
+        raise ValueError(
+            f"--ttl {text!r} has no unit; write {number}s, {number}m, {number}h or {number}d"
+        )
+    return int(match.group(1)) * _TTL_UNITS[match.group(2)]

@@ -17,7 +17,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -121,8 +121,10 @@ class SqliteReadOnly(ReadOnly):
         loop = asyncio.get_running_loop()
         return loop.call_later(seconds, lambda: asyncio.ensure_future(driver.interrupt()))
 
-    def bind_time(self, when: datetime) -> Any:
-        # Stored as text; the same format compares in time order.
+    def bind_time(self, when: date) -> Any:
+        # Stored as text; the same format compares in time order (a date as date() gives it).
+        if not isinstance(when, datetime):
+            return when.isoformat()
         return when.strftime(STORED_TIME_FORMAT)
 
     def json_row(self, columns: Sequence[str]) -> str | None:
