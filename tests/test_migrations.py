@@ -42,6 +42,7 @@ async def test_upgrade_downgrade_and_no_drift(tmp_path: Path) -> None:
             "meta",
             "retention",
             "nodes",
+            "message_revisions",
         }
         assert await log.revision() == migrate.head()
         async with log.engine.connect() as conn:

@@ -24,12 +24,27 @@ MESSAGE_COLUMNS = (
     messages.c.author,
     messages.c.raw,
     messages.c.sent_at,
+    messages.c.kind,
+    messages.c.target_id,
+    messages.c.edited_at,
+    messages.c.deleted_at,
 )
 
 
 def stored_message(r: Any) -> StoredMessage:
-    """A row of :data:`MESSAGE_COLUMNS` as a stored message."""
-    return StoredMessage(r.id, r.room, r.ws_id, r.author, stored_fields(r.raw), r.sent_at)
+    """A row of :data:`MESSAGE_COLUMNS` as a stored message (in its current state)."""
+    return StoredMessage(
+        r.id,
+        r.room,
+        r.ws_id,
+        r.author,
+        stored_fields(r.raw),
+        r.sent_at,
+        kind=r.kind,
+        target=r.target_id,
+        edited_at=r.edited_at,
+        deleted_at=r.deleted_at,
+    )
 
 
 def stored(rows: Iterable[Any]) -> list[StoredMessage]:
@@ -83,8 +98,9 @@ class LogView:
         return stored(rows)
 
     async def before(self, room: str, before: int | None, limit: int) -> list[StoredMessage]:
-        """Up to ``limit`` messages of the room older than ``before``, oldest first."""
-        query = select(*MESSAGE_COLUMNS).where(messages.c.room == room)
+        """Up to ``limit`` chat messages of the room older than ``before``, oldest first, in
+        their current state (edit and delete events are already applied to them)."""
+        query = select(*MESSAGE_COLUMNS).where(messages.c.room == room, messages.c.kind == "chat")
         if before is not None:
             query = query.where(messages.c.id < before)
         rows = await self.conn.execute(query.order_by(messages.c.id.desc()).limit(limit))

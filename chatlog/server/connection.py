@@ -23,6 +23,7 @@ from chatlog.log import presence
 from chatlog.log.backend import LogView
 from chatlog.log.model import NewMessage, Op
 from chatlog.log.writer import WriterClosed
+from chatlog.server import edits
 from chatlog.server.client import Client
 from chatlog.server.guard import answer_close, bound_send_buffer, websocket_options
 from chatlog.server.keys import GUARD, RUNTIME, Runtime
@@ -281,8 +282,10 @@ class Session:
             client.alias = frame.name
             self.rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
             self.rt.feed.presence_changed(client.room)
-        else:
+        elif isinstance(frame, protocol.HistoryRequest):
             await self._history(frame)
+        else:
+            await edits.handle(self.rt, client, self.user, frame, text, self._refuse)
 
     async def _presence(self, op: Op) -> Any:
         """Run a presence write; ``None`` when the database refuses it (disk full, read-only).

@@ -98,6 +98,9 @@ class PostgresBackend(LogBackend):
     def feed(self, listener: Listener, node: Node) -> Feed:
         return PostgresFeed(self.engine, listener, node)
 
+    async def lock_appends(self, conn: AsyncConnection) -> None:
+        await conn.execute(APPEND_PROLOGUE)
+
     async def sweep(self, node: str | None = None) -> int:
         return int(await self.write(lambda conn: presence.sweep_connections(conn, node)))
 

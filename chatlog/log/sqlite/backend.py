@@ -9,6 +9,7 @@ handed to the server's sockets directly, already in ID order. The tools (``sql``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -168,6 +169,17 @@ class SqliteBackend(LogBackend):
 
         await asyncio.to_thread(run)
 
+    async def scrub(self) -> bool:
+        path = self.path
+        if path is None:
+            return True
+
+        def run() -> bool:
+            with contextlib.closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as db:
+                return checkpoint.truncate(db)
+
+        return await asyncio.to_thread(run)
+
     async def has_messages_table(self) -> bool:
         if self.path is not None and not self.path.exists():
             return False
@@ -185,7 +197,9 @@ class SqliteBackend(LogBackend):
     async def insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         # Plain executemany with tuples: several times faster than Core's per-row dict handling.
         for row in rows:
-            row["sent_at"] = row["sent_at"].strftime(STORED_TIME_FORMAT)
+            for column in ("sent_at", "edited_at", "deleted_at"):
+                if row[column] is not None:
+                    row[column] = row[column].strftime(STORED_TIME_FORMAT)
         await conn.exec_driver_sql(_IMPORT, [tuple(row[c] for c in COLUMNS) for row in rows])
 
     def remove_if_new(self) -> None:
@@ -229,6 +243,12 @@ class _SqliteSession(WriteSession):
                 await self.committer.checkpoint()
             except sqlite3.Error as exc:  # disk full, read-only: the WAL keeps the data
                 log.warning("WAL checkpoint failed: %s", exc)
+
+    async def scrub(self) -> None:
+        try:
+            await self.committer.truncate()
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint after an erasure failed: %s", exc)
 
 
 class _LocalFeed(Feed):

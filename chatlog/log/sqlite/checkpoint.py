@@ -49,6 +49,19 @@ def checkpoint(db: sqlite3.Connection) -> int:
     return int(pages)
 
 
+def truncate(db: sqlite3.Connection, attempts: int = 5) -> bool:
+    """A TRUNCATE checkpoint after an erasure: every page is copied into the database file
+    (where ``secure_delete`` zeroed the erased bytes) and the WAL, which still holds the
+    pages' older versions, is cut to zero bytes. It waits (``busy_timeout``) for readers of
+    older snapshots; False when it still could not finish after ``attempts`` tries."""
+    for _ in range(attempts):
+        busy, _pages, _copied = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if not busy:
+            return True
+    log.warning("the WAL could not be truncated after an erasure (a reader held it)")
+    return False
+
+
 class Checkpointer:
     """Background PASSIVE checkpoints of one SQLite file, one at a time."""
 

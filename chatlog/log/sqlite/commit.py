@@ -106,6 +106,10 @@ class SqliteCommitter:
         """A WAL checkpoint on this connection, on its thread (the writer is between batches)."""
         await self._on_thread(checkpoint.checkpoint, self.db)
 
+    async def truncate(self) -> bool:
+        """A TRUNCATE checkpoint on this connection, after an erasure."""
+        return bool(await self._on_thread(checkpoint.truncate, self.db))
+
     async def close(self) -> None:
         """Close the connection on its thread, then stop the thread."""
         await self._on_thread(self.db.close)
