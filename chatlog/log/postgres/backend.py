@@ -125,6 +125,7 @@ class PostgresBackend(LogBackend):
         conn = await pg.connect(self.url)
         try:
             await conn.execute("VACUUM ANALYZE messages")
+            await conn.execute("VACUUM ANALYZE message_revisions")
             await conn.execute("VACUUM ANALYZE errors")
         finally:
             await conn.close()
