@@ -218,3 +218,36 @@ async def test_edit_window_and_rate_limit(start: Start, session: aiohttp.ClientS
     assert (await client.recv("Error"))["Code"] == "not-allowed"
     await delete(client, target)
     assert (await client.recv("Error"))["Code"] == "rate-limited"
+
+
+async def test_a_retried_nonce_after_a_delete_gets_the_tombstone(connect: Connect) -> None:
+    """A send retried with the nonce of a message deleted since is answered with the
+    tombstone (same ID), not stored again."""
+    alice = await connect()
+    await alice.say("once", Nonce="n-1")
+    target = int((await alice.recv_chat("once"))["ID"])
+    await delete(alice, target)
+    await alice.recv("Delete")
+    await alice.say("once", Nonce="n-1")
+    again = await alice.recv("Chat")
+    assert again["ID"] == target and "Deleted" in again and "Message" not in again
+
+
+async def test_migration_0004_downgrades_and_upgrades_with_data(backend: Backend) -> None:
+    """Down to 0002 drops the edit columns and revisions; up again keeps the messages, as chat."""
+    from chatlog.log.open import open_log
+
+    log = open_log(backend.settings().url)
+    try:
+        await log.migrate()
+        async with log.transaction() as conn:
+            await conn.exec_driver_sql(
+                "INSERT INTO messages (room, ws_id, author, message, text, raw, sent_at) "
+                "VALUES ('r', 'w', 'a', 'aGk=', 'hi', '{}', '2026-12-03 11:00:00')"
+            )
+        await log.downgrade("0002")
+        await log.migrate()
+        assert await log.revision() == "0004"
+    finally:
+        await log.dispose()
+    assert rows(backend.db, "select text, kind, target_id from messages") == [("hi", "chat", None)]

@@ -7,7 +7,7 @@ Plain data and pure helpers only, shared by both backends: how a batch with idem
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -152,11 +152,8 @@ def stored_batch(
     used: set[int] = set()
     for m, step in zip(batch, plan.steps, strict=True):
         if isinstance(step, StoredMessage):
-            stored.append(
-                StoredMessage(
-                    step.id, step.room, m.ws_id, step.author, step.fields, step.sent_at, True
-                )
-            )
+            # As the original is now: edited or deleted since, the retrier sees that too.
+            stored.append(replace(step, ws_id=m.ws_id, duplicate=True))
         elif step in used:
             original = plan.fresh[step]
             stored.append(
