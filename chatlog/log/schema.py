@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData(
@@ -60,7 +61,13 @@ messages = Table(
     Index(None, "room", "id"),
     Index(None, "sent_at"),
     Index(None, "room", "nonce", unique=True),
-    Index(None, "target_id"),
+    # Partial: chat rows (nearly all) have no target, so appending one costs no index write.
+    Index(
+        None,
+        "target_id",
+        sqlite_where=text("target_id IS NOT NULL"),
+        postgresql_where=text("target_id IS NOT NULL"),
+    ),
     sqlite_autoincrement=True,
 )
 

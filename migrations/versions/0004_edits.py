@@ -28,7 +28,14 @@ def upgrade() -> None:
     op.add_column("messages", sa.Column("target_id", _ID, nullable=True))
     op.add_column("messages", sa.Column("edited_at", sa.DateTime(), nullable=True))
     op.add_column("messages", sa.Column("deleted_at", sa.DateTime(), nullable=True))
-    op.create_index(op.f("ix_messages_target_id"), "messages", ["target_id"], unique=False)
+    op.create_index(
+        op.f("ix_messages_target_id"),
+        "messages",
+        ["target_id"],
+        unique=False,
+        sqlite_where=sa.text("target_id IS NOT NULL"),
+        postgresql_where=sa.text("target_id IS NOT NULL"),
+    )
     op.create_table(
         "message_revisions",
         sa.Column("id", _ID, autoincrement=True, nullable=False),
