@@ -10,7 +10,9 @@ Client to server (routed by which key is present, never by substring):
 * ``{"User": name}`` set or replace the alias;
 * ``{"History": {"Before": id, "Limit": n}}`` ask for older messages of the room
   (``{"History": {"Around": id, "Limit": n}}``: the messages around one, to show a hit);
-* ``{"Search": {"Query": text, "Limit": n, "Before": id}}`` full-text search of the room.
+* ``{"Search": {"Query": text, "Limit": n, "Before": id}}`` full-text search of the room;
+* ``{"Edit": {"ID": id, "Message": base64}}`` replace the text of one's own message;
+* ``{"Delete": {"ID": id}}`` delete one's own message (its text is erased).
 
 The handshake's query (``?room=``, ``?since=``) is checked here too, and every close code the
 server sends is named here.
@@ -104,7 +106,25 @@ class SearchFrame:
     before: int | None
 
 
-ClientFrame = Chat | Alias | HistoryRequest | SearchFrame
+@dataclass(frozen=True, slots=True)
+class EditRequest:
+    """Replace the text of message ``target`` with ``body`` (base64 of ``text``)."""
+
+    target: int
+    body: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRequest:
+    """Delete message ``target``: a tombstone keeps its ID, its text is erased."""
+
+    target: int
+
+
+ClientFrame = Chat | Alias | HistoryRequest | SearchFrame | EditRequest | DeleteRequest
+#: The keys that route a client frame, in the order they are reported.
+_ROUTES: Final = ("Message", "User", "History", "Search", "Edit", "Delete")
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -191,10 +211,11 @@ def parse_client_frame(text: str) -> ClientFrame:
     obj = loads(text)
     if not isinstance(obj, dict):
         raise ProtocolError("not-an-object", "a frame must be a JSON object")
-    routes = [key for key in ("Message", "User", "History", "Search") if key in obj]
+    routes = [key for key in _ROUTES if key in obj]
     if not routes:
         raise ProtocolError(
-            "unknown-frame", 'a frame needs a "Message", "User", "History" or "Search" key'
+            "unknown-frame",
+            'a frame needs a "Message", "User", "History", "Search", "Edit" or "Delete" key',
         )
     if len(routes) > 1:
         raise ProtocolError("ambiguous-frame", f"a frame may hold only one of {', '.join(routes)}")
@@ -202,9 +223,26 @@ def parse_client_frame(text: str) -> ClientFrame:
         return _chat(obj)
     if routes[0] == "User":
         return Alias(parse_alias(obj["User"]))
+    if routes[0] == "History":
+        return _history(obj["History"])
     if routes[0] == "Search":
         return _search(obj["Search"])
-    return _history(obj["History"])
+    return _change(routes[0], obj[routes[0]])
+
+
+def _change(route: str, value: Any) -> EditRequest | DeleteRequest:
+    example = '{"ID": 12, "Message": "aGk="}' if route == "Edit" else '{"ID": 12}'
+    if not isinstance(value, dict):
+        raise ProtocolError("bad-type", f'"{route}" must be an object like {example}')
+    target = value.get("ID")
+    if type(target) is not int or target < 1:
+        raise ProtocolError("bad-type", f'"{route}" needs the "ID" of a message')
+    if route == "Delete":
+        return DeleteRequest(target)
+    body = value.get("Message")
+    if not isinstance(body, str):
+        raise ProtocolError("bad-type", '"Edit" needs "Message", a base64 string')
+    return EditRequest(target, body, decode_body(body))
 
 
 def _chat(obj: dict[str, Any]) -> Chat:
@@ -334,20 +372,63 @@ def format_sent(when: datetime) -> str:
 
 
 def chat_frame(
-    fields: dict[str, Any], *, author: str, msg_id: int, room: str, sent_at: datetime
+    fields: dict[str, Any],
+    *,
+    author: str,
+    msg_id: int,
+    room: str,
+    sent_at: datetime,
+    edited_at: datetime | None = None,
+    deleted_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The Chat frame every socket of the room receives for a stored message.
 
     The client's keys keep their order and values (``Message`` untouched); ``Author`` is the
     server-set alias; ``Type``, ``Sent``, ``ID`` and ``Room`` are set, in place if the client
-    sent them (as IRIS did for ``Type`` and ``Sent``).
+    sent them (as IRIS did for ``Type`` and ``Sent``). An edited message (in a backlog or a
+    ``History`` answer) says since when (``Edited``); a deleted one is a tombstone: its ID,
+    room, author and times, ``Deleted``, and no ``Message``.
     """
-    frame = dict(fields)
+    frame = {} if deleted_at is not None else dict(fields)
     frame["Author"] = author
     frame["Type"] = "Chat"
     frame["Sent"] = format_sent(sent_at)
     frame["ID"] = msg_id
     frame["Room"] = room
+    if deleted_at is not None:
+        frame["Deleted"] = format_sent(deleted_at)
+    elif edited_at is not None:
+        frame["Edited"] = format_sent(edited_at)
+    return frame
+
+
+def edit_frame(
+    fields: dict[str, Any], *, msg_id: int, target: int, author: str, room: str, sent_at: datetime
+) -> dict[str, Any]:
+    """The event "message ``target`` now says ``Message``" (the stored Edit frame's body).
+
+    When the target was deleted later, the edit's text is erased too: the frame then says
+    ``Deleted`` instead of carrying a ``Message``.
+    """
+    body = fields.get("Edit", {}).get("Message") if isinstance(fields.get("Edit"), dict) else None
+    frame: dict[str, Any] = {"Type": "Edit", "ID": msg_id, "Target": target}
+    if isinstance(body, str):
+        frame["Message"] = body
+    else:
+        frame["Deleted"] = True
+    frame.update(Author=author, Sent=format_sent(sent_at), Room=room)
+    return frame
+
+
+def delete_frame(
+    fields: dict[str, Any], *, msg_id: int, target: int, author: str, room: str, sent_at: datetime
+) -> dict[str, Any]:
+    """The event "message ``target`` was deleted" (``Reason`` when a moderator redacted it)."""
+    frame: dict[str, Any] = {"Type": "Delete", "ID": msg_id, "Target": target}
+    frame.update(Author=author, Sent=format_sent(sent_at), Room=room)
+    reason = fields.get("Reason")
+    if isinstance(reason, str) and reason:
+        frame["Reason"] = reason
     return frame
 
 

@@ -106,6 +106,9 @@ class Settings:
     handshake_timeout: float = 10.0
     #: Seconds a socket may refuse our writes (peer not reading) before it is closed (1013).
     send_timeout: float = 5.0
+    #: Seconds after sending within which its author may edit or delete a message (None: any
+    #: time).
+    edit_window: float | None = None
     #: PostgreSQL only: seconds between this server's heartbeats in the ``nodes`` table.
     node_heartbeat: float = 2.0
     #: PostgreSQL only: a node silent this long is dead and its users are swept.
@@ -176,6 +179,8 @@ class Settings:
             check_auth_secret(self.auth_secret)
         if not 0 < self.node_heartbeat < self.node_timeout:
             raise SettingsError("node-heartbeat must be positive and shorter than node-timeout")
+        if self.edit_window is not None and self.edit_window < 0:
+            raise SettingsError("edit-window must be 0 or a positive number of seconds")
         if self.log_format not in ("text", "json"):
             raise SettingsError("log-format must be 'text' or 'json'")
         database_url(self.db)

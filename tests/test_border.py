@@ -57,7 +57,8 @@ async def test_the_largest_since_is_accepted(
 def _row(i: int, **changes: Any) -> dict[str, Any]:
     raw = json.dumps({"Message": "aGk=", "Author": "p"})
     values = (i, "r", "w", "p", "aGk=", "hi", raw, f"2026-11-25 12:00:{i % 60:02d}.000000", None)
-    return {**dict(zip(COLUMNS, values, strict=True)), **changes}
+    row = dict.fromkeys(COLUMNS) | {"kind": "chat"} | dict(zip(COLUMNS, values, strict=False))
+    return row | changes
 
 
 def _raw(message: str) -> str:

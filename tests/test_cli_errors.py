@@ -54,6 +54,8 @@ COMMANDS = {
     "import": ["import", "{export}"],
     "purge": ["purge", "--retain-days", "1"],
     "vacuum": ["vacuum"],
+    "redact": ["redact", "1"],
+    "erase": ["erase", "--author", "bob", "--yes"],
     "db-current": ["db", "current"],
     "db-upgrade": ["db", "upgrade"],
     "db-downgrade": ["db", "downgrade", "base"],
@@ -68,6 +70,8 @@ READERS = {
     "export-to-file",
     "purge",
     "vacuum",
+    "redact",
+    "erase",
     "db-current",
     "db-downgrade",
 }

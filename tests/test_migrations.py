@@ -44,6 +44,7 @@ async def test_upgrade_downgrade_and_no_drift(tmp_path: Path) -> None:
             "retention",
             "nodes",
             "messages_fts",
+            "message_revisions",
         }
         assert await log.revision() == migrate.head()
         async with log.engine.connect() as conn:

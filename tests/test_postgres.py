@@ -27,6 +27,7 @@ from chatlog.log.backend import LiveConnection, Node
 from chatlog.log.model import NewMessage, StoredMessage
 from chatlog.log.open import open_log
 from chatlog.log.postgres.doorbell import PostgresFeed
+from chatlog.log.schema import COLUMNS
 from chatlog.log.writer import Writer
 from chatlog.settings import database_url
 from tests.backends import Backend, postgres_server_url, rows
@@ -400,14 +401,14 @@ async def test_replay_and_sql_read_a_postgres_log(pg_url: str) -> None:
         pg_url,
         "--format",
         "jsonl",
-        "SELECT id, room, ws_id, author, message, text, raw, sent_at, nonce FROM messages "
+        f"SELECT {', '.join(COLUMNS)} FROM messages "
         f"WHERE room = 'lobby' AND id BETWEEN {first} AND {last} ORDER BY id",
     )
     assert replayed.exit_code == selected.exit_code == 0, replayed.stderr + selected.stderr
     # Byte for byte what the SQL for the range returns, in replay's JSON form (json_line).
     selection = rows(
         pg_url,
-        "SELECT id, room, ws_id, author, message, text, raw, sent_at, nonce FROM messages "
+        f"SELECT {', '.join(COLUMNS)} FROM messages "
         "WHERE room = 'lobby' AND id BETWEEN ? AND ? ORDER BY id",
         first,
         last,

@@ -316,7 +316,13 @@ def _synthetic_export(path: Path, gaps: list[float]) -> None:
     for i, gap in enumerate([0.0, *gaps], 1):
         when += timedelta(seconds=gap)
         raw = json.dumps({"Message": "aGk=", "Author": "p"})
-        row = dict(zip(COLUMNS, (i, "r", "w", "p", "aGk=", "hi", raw, None, None), strict=True))
+        row = dict(
+            zip(
+                COLUMNS,
+                (i, "r", "w", "p", "aGk=", "hi", raw, None, None, "chat", None, None, None),
+                strict=True,
+            )
+        )
         row["sent_at"] = when.strftime("%Y-%m-%d %H:%M:%S.%f")
         lines.append(json.dumps(row, separators=(",", ":")) + "\n")
     path.write_text("".join(lines))
@@ -440,10 +446,10 @@ def test_sqlite_json_lines_equal_the_orjson_ones(
     from chatlog.log.sqlite.readonly import json_object_sql
 
     sent = f"2026-11-25 20:21:15.{micros:06d}"
-    row = (7, *texts, sent, nonce)
+    row = (7, *texts, sent, nonce, "chat", None, None, None)
     with sqlite3.connect(":memory:") as conn:
         conn.execute(f"CREATE TABLE messages ({', '.join(COLUMNS)})")
-        conn.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        conn.execute(f"INSERT INTO messages VALUES ({', '.join('?' * len(row))})", row)
         (built,) = conn.execute(f"SELECT {json_object_sql(COLUMNS)} FROM messages").fetchone()
     assert built == json_line(row)
 

@@ -149,7 +149,7 @@ def _synthetic(path: Path, count: int) -> None:
     with path.open("w") as out:
         for i in range(1, count + 1):
             sent = f"2026-11-25 12:00:{i % 60:02d}.000000"
-            values = (i, "r", "w", "p", "aGk=", "hi", raw, sent, None)
+            values = (i, "r", "w", "p", "aGk=", "hi", raw, sent, None, "chat", None, None, None)
             row = dict(zip(COLUMNS, values, strict=True))
             out.write(json.dumps(row, separators=(",", ":")) + "\n")
 

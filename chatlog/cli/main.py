@@ -10,6 +10,7 @@ import click
 from chatlog.bench.command import bench
 from chatlog.cli.admin import purge_command, vacuum_command
 from chatlog.cli.db import db_group
+from chatlog.cli.edits import erase_command, redact_command
 from chatlog.cli.errors import PolicyGroup
 from chatlog.cli.history import export_command, import_command, replay_command, sql_command
 from chatlog.cli.search import search_command
@@ -40,5 +41,7 @@ for _command in (
     search_command,
     token_group,
     bench,
+    redact_command,
+    erase_command,
 ):
     main.add_command(_command)

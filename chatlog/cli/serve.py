@@ -47,6 +47,11 @@ from chatlog.settings import SYNCHRONOUS_LEVELS, Settings
 @click.option("--heartbeat", type=float, help="Seconds between pings; 0 turns them off (30).")
 @click.option("--retain-days", type=float, help="Delete messages older than this many days.")
 @click.option("--retain-messages", type=int, help="Keep only the newest N messages per room.")
+@click.option(
+    "--edit-window",
+    type=float,
+    help="Seconds after sending that an author may edit or delete a message (no limit).",
+)
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
 @click.option("--event-loop", type=click.Choice(EVENT_LOOPS), help="asyncio (default) or uvloop.")
 @security_options

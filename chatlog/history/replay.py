@@ -4,7 +4,9 @@ A :class:`Selection` (an ID range, a time window, rooms, authors, a limit, a dir
 exactly one ``SELECT ... FROM messages WHERE ... ORDER BY id``; replay and export print what
 that query returns, row for row, in one of three :data:`FORMATS`:
 
-* ``text``: ``ID TIME [ROOM] <AUTHOR> TEXT``, one line per message, terminal-safe;
+* ``text``: ``ID TIME [ROOM] <AUTHOR> TEXT``, one line per message, terminal-safe; an edited
+  message ends in ``(edited)``, a deleted one reads ``(deleted)``, and the events say what
+  they did (``(edit of 12) new text``, ``(deleted 12)``);
 * ``jsonl``: one JSON object per row with every column (``sent_at`` as ISO-8601 UTC);
 * ``wire``: the Chat frame the server sent for the row, byte for byte.
 """
@@ -27,6 +29,9 @@ from chatlog.protocol import encode, format_sent
 
 FORMATS: Final = ("text", "jsonl", "wire")
 _ID, _ROOM, _WS, _AUTHOR, _TEXT, _RAW, _SENT = 0, 1, 2, 3, 5, 6, 7
+_KIND, _TARGET, _EDITED, _DELETED = 9, 10, 11, 12
+#: Times of a row besides ``sent_at``, written like it in JSON lines (None stays null).
+_TIMES: Final = (_EDITED, _DELETED)
 
 
 class SelectionError(ValueError):
@@ -194,12 +199,26 @@ class TextFormat(Format):
     def render(self, rows: Sequence[Sequence[Any]]) -> bytes:
         lines = []
         for r in rows:
-            room, author, text = r[_ROOM], r[_AUTHOR], r[_TEXT]
+            room, author, text = r[_ROOM], r[_AUTHOR], _shown_text(r)
             both = room + author + text  # one check for the usual, harmless row
             if not both.isprintable() or "\\" in both:
                 room, author, text = terminal_safe(room), terminal_safe(author), terminal_safe(text)
             lines.append(f"{r[_ID]} {_seconds(r[_SENT])} [{room}] <{author}> {text}\n")
         return "".join(lines).encode()
+
+
+def _shown_text(r: Sequence[Any]) -> str:
+    """What the text line says for a row: its text, marked when edited or deleted."""
+    kind, text = r[_KIND], r[_TEXT]
+    if kind == "edit":
+        return (
+            f"(edit of {r[_TARGET]}) {text}" if r[_DELETED] is None else f"(edit of {r[_TARGET]})"
+        )
+    if kind == "delete":
+        return f"(deleted {r[_TARGET]})"
+    if r[_DELETED] is not None:
+        return "(deleted)"
+    return f"{text} (edited)" if r[_EDITED] is not None else str(text)
 
 
 class JsonlFormat(Format):
@@ -235,6 +254,9 @@ def json_line(row: Sequence[Any]) -> bytes:
     """One row (every column, in table order) as the JSON lines object."""
     values = list(row)
     values[_SENT] = sql_time(values[_SENT])
+    for column in _TIMES:
+        if values[column] is not None:
+            values[column] = sql_time(values[column])
     return orjson.dumps(dict(zip(COLUMNS, values, strict=True)))
 
 
@@ -251,6 +273,10 @@ class WireFormat(Format):
                     r[_AUTHOR],
                     stored_fields(r[_RAW]),
                     as_datetime(r[_SENT]),
+                    kind=r[_KIND],
+                    target=r[_TARGET],
+                    edited_at=None if r[_EDITED] is None else as_datetime(r[_EDITED]),
+                    deleted_at=None if r[_DELETED] is None else as_datetime(r[_DELETED]),
                 ).frame()
             )
             + b"\n"

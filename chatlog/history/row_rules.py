@@ -4,9 +4,11 @@ to a live frame, so an imported log holds nothing the server would have refused.
 * ``id`` at most :data:`MAX_IMPORT_ID` (2^53 - 1): exact in the chat page's JavaScript numbers,
   and leaves the log room to number new messages (an ID of 2^63 - 1 would make every later
   message fail with ``store-failed``).
-* ``raw`` at most ``--max-message-bytes`` (UTF-8) and a chat frame the server accepts
+* ``raw`` at most ``--max-message-bytes`` (UTF-8) and a frame the server accepts
   (:func:`chatlog.protocol.parse_client_frame`: strict base64, no control characters in the
-  text, no empty message); ``message`` is its ``Message`` and ``text`` its decoded text.
+  text, no empty message): a chat row's a chat frame, an edit event's its ``Edit`` and a
+  deletion's its ``Delete`` of ``target_id``; ``message`` is its ``Message`` and ``text`` its
+  decoded text. A deleted row (a tombstone, an erased edit event) holds neither.
 * ``room``, ``author``, ``ws_id`` and ``nonce``: printable, no surrounding spaces, within the
   server's lengths (the schema's column widths).
 """
@@ -38,12 +40,27 @@ def content_error(obj: dict[str, Any], max_message_bytes: int) -> str | None:
     size = len(obj["raw"].encode("utf-8", "surrogatepass"))
     if size > max_message_bytes:
         return f"raw is {size} bytes, above --max-message-bytes {max_message_bytes}"
+    if obj.get("deleted_at") is not None:
+        # A tombstone, or an erased edit event: the text is gone, only the frame's shell stays.
+        if obj["message"] or obj["text"]:
+            return "a deleted row holds no message or text"
+        return None
     try:
         frame = protocol.parse_client_frame(obj["raw"])
     except protocol.ProtocolError as exc:
-        return f"raw is not a chat frame the server accepts ({exc.code}: {exc.message})"
-    if not isinstance(frame, protocol.Chat):
+        return f"raw is not a frame the server accepts ({exc.code}: {exc.message})"
+    kind = obj.get("kind", "chat")
+    if kind == "chat" and not isinstance(frame, protocol.Chat):
         return "raw is not a chat frame (it has no Message)"
+    if kind == "edit" and not (
+        isinstance(frame, protocol.EditRequest) and frame.target == obj["target_id"]
+    ):
+        return "raw is not the Edit frame of this event's target_id"
+    if kind == "delete":
+        if not (isinstance(frame, protocol.DeleteRequest) and frame.target == obj["target_id"]):
+            return "raw is not the Delete frame of this event's target_id"
+        return None if not (obj["message"] or obj["text"]) else "a deletion holds no text"
+    assert isinstance(frame, protocol.Chat | protocol.EditRequest)
     if obj["message"] != frame.body:
         return "message is not the Message of raw"
     if obj["text"] != frame.text:

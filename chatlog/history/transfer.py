@@ -29,6 +29,10 @@ from chatlog.protocol import ProtocolError, loads
 INSERT_BATCH: Final = 5000
 _MAX_ID: Final = 2**63 - 1
 _LIMITS: Final = {"room": 64, "ws_id": 32, "author": 64, "nonce": 64}
+#: Columns added after the first export format (edits, migration 0004): an older export
+#: without them imports as plain chat rows.
+_LATER: Final = {"kind": "chat", "target_id": None, "edited_at": None, "deleted_at": None}
+_KINDS: Final = ("chat", "edit", "delete")
 
 
 class ImportFailed(Exception):
@@ -51,6 +55,8 @@ def _check_row(number: int, obj: Any, previous_id: int, max_bytes: int = 65536) 
 
     if not isinstance(obj, dict):
         raise bad("not a JSON object")
+    for column, default in _LATER.items():
+        obj.setdefault(column, default)
     missing = [c for c in COLUMNS if c not in obj]
     if missing:
         raise bad(f"missing key {missing[0]!r}")
@@ -75,10 +81,20 @@ def _check_row(number: int, obj: Any, previous_id: int, max_bytes: int = 65536) 
         raise bad(f"raw is not the JSON of a chat frame ({exc.message})") from None
     if not isinstance(frame, dict):
         raise bad("raw is not the JSON object of a chat frame")
-    try:
-        obj["sent_at"] = as_datetime(obj["sent_at"])
-    except ValueError:
-        raise bad(f"sent_at {obj['sent_at']!r} is not an ISO-8601 time") from None
+    if obj["kind"] not in _KINDS:
+        raise bad(f"kind must be one of {', '.join(_KINDS)}, not {obj['kind']!r}")
+    target = obj["target_id"]
+    if (obj["kind"] == "chat") != (target is None) or (
+        target is not None and (type(target) is not int or not 0 < target < msg_id)
+    ):
+        raise bad("target_id must be null for a chat row, an earlier row's id for an event")
+    for column in ("sent_at", "edited_at", "deleted_at"):
+        if obj[column] is None and column != "sent_at":
+            continue
+        try:
+            obj[column] = as_datetime(obj[column])
+        except (ValueError, TypeError):
+            raise bad(f"{column} {obj[column]!r} is not an ISO-8601 time") from None
     why = row_rules.content_error(obj, max_bytes)
     if why is not None:
         raise bad(why)
@@ -132,8 +148,10 @@ def _fast_rows(source: IO[bytes]) -> Iterator[dict[str, Any]]:
     # The second pass reads lines already validated, so plain orjson is enough.
     source.seek(0)
     for line in source:
-        row = orjson.loads(line)
-        row["sent_at"] = as_datetime(row["sent_at"])
+        row = {**_LATER, **orjson.loads(line)}
+        for column in ("sent_at", "edited_at", "deleted_at"):
+            if row[column] is not None:
+                row[column] = as_datetime(row[column])
         yield row
 
 

@@ -113,6 +113,11 @@ class WriteSession(ABC):
         """Housekeeping after a batch, while nothing is in flight (SQLite: WAL checkpoints)."""
         return None
 
+    async def scrub(self) -> None:
+        """After a commit that erased text: get the old bytes out of the files (SQLite: a
+        truncating WAL checkpoint; see :meth:`LogBackend.scrub`)."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class Gauge:
@@ -207,6 +212,16 @@ class LogBackend(ABC):
     async def vacuum(self) -> None:
         """Give the space of deleted rows back to the file system."""
         return None
+
+    async def lock_appends(self, conn: AsyncConnection) -> None:
+        """In a transaction that appends rows outside the writer's batches (edits and
+        deletions): keep IDs in commit order and tell the other processes (PostgreSQL)."""
+        return None
+
+    async def scrub(self) -> bool:
+        """After a committed erasure by a tool: make sure the erased bytes are in no file.
+        False when that could not be finished now (a reader held the WAL; logged)."""
+        return True
 
     # --- live delivery -----------------------------------------------------------------------
 

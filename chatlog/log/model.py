@@ -7,14 +7,14 @@ Plain data and pure helpers only, shared by both backends: how a batch with idem
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatlog.protocol import chat_frame
+from chatlog.protocol import chat_frame, delete_frame, edit_frame
 
 #: A write the writer runs in its own savepoint, in queue order (presence, errors, retention).
 Op = Callable[[AsyncConnection], Awaitable[Any]]
@@ -50,13 +50,39 @@ class StoredMessage:
     fields: dict[str, Any]
     sent_at: datetime
     duplicate: bool = False
+    #: ``chat``, or an event about the chat row ``target``: ``edit`` or ``delete``.
+    kind: str = "chat"
+    target: int | None = None
+    #: A chat row's current state: last edited, deleted (a tombstone).
+    edited_at: datetime | None = None
+    deleted_at: datetime | None = None
 
     def frame(self) -> dict[str, Any]:
-        """The Chat frame of this message: live, in a resume's backlog, in ``History``, and
-        in ``replay --format wire`` (built by :func:`chatlog.protocol.chat_frame`)."""
+        """The frame of this row: live, in a resume's backlog, in ``History``, and in
+        ``replay --format wire``. A chat row is a Chat frame in its current state (built by
+        :func:`chatlog.protocol.chat_frame`); an event is an Edit or Delete frame."""
+        if self.kind == "edit":
+            return edit_frame(self.fields, **self._event())
+        if self.kind == "delete":
+            return delete_frame(self.fields, **self._event())
         return chat_frame(
-            self.fields, author=self.author, msg_id=self.id, room=self.room, sent_at=self.sent_at
+            self.fields,
+            author=self.author,
+            msg_id=self.id,
+            room=self.room,
+            sent_at=self.sent_at,
+            edited_at=self.edited_at,
+            deleted_at=self.deleted_at,
         )
+
+    def _event(self) -> dict[str, Any]:
+        return {
+            "msg_id": self.id,
+            "target": self.target or 0,
+            "author": self.author,
+            "room": self.room,
+            "sent_at": self.sent_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +152,8 @@ def stored_batch(
     used: set[int] = set()
     for m, step in zip(batch, plan.steps, strict=True):
         if isinstance(step, StoredMessage):
-            stored.append(
-                StoredMessage(
-                    step.id, step.room, m.ws_id, step.author, step.fields, step.sent_at, True
-                )
-            )
+            # As the original is now: edited or deleted since, the retrier sees that too.
+            stored.append(replace(step, ws_id=m.ws_id, duplicate=True))
         elif step in used:
             original = plan.fresh[step]
             stored.append(

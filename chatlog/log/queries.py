@@ -24,12 +24,27 @@ MESSAGE_COLUMNS = (
     messages.c.author,
     messages.c.raw,
     messages.c.sent_at,
+    messages.c.kind,
+    messages.c.target_id,
+    messages.c.edited_at,
+    messages.c.deleted_at,
 )
 
 
 def stored_message(r: Any) -> StoredMessage:
-    """A row of :data:`MESSAGE_COLUMNS` as a stored message."""
-    return StoredMessage(r.id, r.room, r.ws_id, r.author, stored_fields(r.raw), r.sent_at)
+    """A row of :data:`MESSAGE_COLUMNS` as a stored message (in its current state)."""
+    return StoredMessage(
+        r.id,
+        r.room,
+        r.ws_id,
+        r.author,
+        stored_fields(r.raw),
+        r.sent_at,
+        kind=r.kind,
+        target=r.target_id,
+        edited_at=r.edited_at,
+        deleted_at=r.deleted_at,
+    )
 
 
 def stored(rows: Iterable[Any]) -> list[StoredMessage]:
@@ -72,28 +87,32 @@ class LogView:
         )
         return int(value.scalar() or 0)
 
-    async def after(self, room: str, after: int, upto: int, limit: int) -> list[StoredMessage]:
-        """Messages of the room with ``after < id <= upto``, oldest first, at most ``limit``."""
-        rows = await self.conn.execute(
-            select(*MESSAGE_COLUMNS)
-            .where(messages.c.room == room, messages.c.id > after, messages.c.id <= upto)
-            .order_by(messages.c.id)
-            .limit(limit)
+    async def after(
+        self, room: str, after: int, upto: int, limit: int, *, chat_only: bool = False
+    ) -> list[StoredMessage]:
+        """Messages of the room with ``after < id <= upto``, oldest first, at most ``limit``
+        (a resume's backlog: edit and delete events included, unless ``chat_only``)."""
+        query = select(*MESSAGE_COLUMNS).where(
+            messages.c.room == room, messages.c.id > after, messages.c.id <= upto
         )
+        if chat_only:
+            query = query.where(messages.c.kind == "chat")
+        rows = await self.conn.execute(query.order_by(messages.c.id).limit(limit))
         return stored(rows)
 
     async def before(self, room: str, before: int | None, limit: int) -> list[StoredMessage]:
-        """Up to ``limit`` messages of the room older than ``before``, oldest first."""
-        query = select(*MESSAGE_COLUMNS).where(messages.c.room == room)
+        """Up to ``limit`` chat messages of the room older than ``before``, oldest first, in
+        their current state (edit and delete events are already applied to them)."""
+        query = select(*MESSAGE_COLUMNS).where(messages.c.room == room, messages.c.kind == "chat")
         if before is not None:
             query = query.where(messages.c.id < before)
         rows = await self.conn.execute(query.order_by(messages.c.id.desc()).limit(limit))
         return stored(reversed(rows.all()))
 
     async def ids_before(self, room: str, before: int | None, limit: int) -> list[int]:
-        """The IDs of up to ``limit`` newest messages of the room older than ``before``,
-        newest first (a large answer's range, without reading its rows)."""
-        query = select(messages.c.id).where(messages.c.room == room)
+        """The IDs of up to ``limit`` newest chat messages of the room older than ``before``,
+        newest first (a ``History`` answer's range, without reading its rows)."""
+        query = select(messages.c.id).where(messages.c.room == room, messages.c.kind == "chat")
         if before is not None:
             query = query.where(messages.c.id < before)
         rows = await self.conn.execute(query.order_by(messages.c.id.desc()).limit(limit))

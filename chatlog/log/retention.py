@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatlog.log.backend import LogBackend
 from chatlog.log.model import utcnow
-from chatlog.log.schema import errors, messages
+from chatlog.log.schema import errors, message_revisions, messages
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,24 @@ class PurgeReport:
 async def _delete_batch(
     conn: AsyncConnection, *, where: ColumnElement[bool]
 ) -> list[tuple[str, int, int]]:
-    """Delete up to BATCH matching messages; return (room, newest removed id, count) per room."""
+    """Delete up to BATCH matching messages; return (room, newest removed id, count) per room.
+
+    A message goes with its edit and delete events and its revisions, however new those are.
+    """
     victims = select(messages.c.id).where(where).order_by(messages.c.id).limit(BATCH)
+    ids = list((await conn.execute(victims)).scalars())
+    if not ids:
+        return []
     rows = (
         await conn.execute(
             select(messages.c.room, func.max(messages.c.id), func.count())
-            .where(messages.c.id.in_(victims))
+            .where(messages.c.id.in_(ids))
             .group_by(messages.c.room)
         )
     ).all()
-    if rows:
-        await conn.execute(delete(messages).where(messages.c.id.in_(victims)))
+    await conn.execute(delete(message_revisions).where(message_revisions.c.message_id.in_(ids)))
+    await conn.execute(delete(messages).where(messages.c.target_id.in_(ids)))
+    await conn.execute(delete(messages).where(messages.c.id.in_(ids)))
     for room, newest, _count in rows:
         await _raise_floor(conn, room, int(newest))
     return [(room, int(newest), int(count)) for room, newest, count in rows]

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData(
@@ -49,14 +50,45 @@ messages = Table(
     Column("raw", Text, nullable=False),
     Column("sent_at", DateTime(), nullable=False),
     Column("nonce", String(64), nullable=True),
+    #: ``chat``, or an event about the chat row ``target_id``: ``edit`` or ``delete``
+    #: (migration 0004; see :mod:`chatlog.log.edits`).
+    Column("kind", String(8), nullable=False, server_default="chat"),
+    Column("target_id", Id, nullable=True),
+    #: The chat row's current state: when it was last edited, when it was deleted (a
+    #: tombstone: ``message``, ``text`` and ``raw`` erased).
+    Column("edited_at", DateTime(), nullable=True),
+    Column("deleted_at", DateTime(), nullable=True),
     Index(None, "room", "id"),
     Index(None, "sent_at"),
     Index(None, "room", "nonce", unique=True),
+    # Partial: chat rows (nearly all) have no target, so appending one costs no index write.
+    Index(
+        None,
+        "target_id",
+        sqlite_where=text("target_id IS NOT NULL"),
+        postgresql_where=text("target_id IS NOT NULL"),
+    ),
     sqlite_autoincrement=True,
 )
 
 #: Every column of ``messages``, in table order (the keys of an exported row).
 COLUMNS = tuple(str(column.name) for column in messages.columns)
+
+#: The earlier versions of an edited chat row, one per edit, oldest first: what the row said
+#: before the edit event ``edit_id`` replaced it. Erased with the message.
+message_revisions = Table(
+    "message_revisions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("edit_id", Id, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("replaced_at", DateTime(), nullable=False),
+    Index(None, "message_id", "id"),
+    sqlite_autoincrement=True,
+)
 
 #: ^Chat.WebSocketConnections(wsid): one row per live connection.
 websocket_connections = Table(

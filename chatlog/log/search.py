@@ -3,7 +3,8 @@
 Every message's text is in the index from the transaction that stores it. The one place
 through which text enters or leaves the index is a backend's :class:`SearchIndex`
 (``backend.search_index``): :meth:`~SearchIndex.index_rows` (the writer's appends, import,
-the migration that builds the index, an edit) and :meth:`~SearchIndex.unindex`. Deleting a
+the migration that builds the index, :func:`chatlog.log.edits.write_text`) and
+:meth:`~SearchIndex.unindex`. Deleting a
 message row removes its entry by itself (SQLite: a trigger; PostgreSQL: ``ON DELETE
 CASCADE``), so retention, purge and hand-made deletes keep the index exact.
 
@@ -30,6 +31,16 @@ from chatlog.log.search_query import Query
 MAX_RESULTS = 1000
 
 Order = Literal["newest", "rank"]
+
+
+def searchable(rows: Iterable[dict[str, Any]]) -> list[tuple[int, str]]:
+    """The (id, text) of the rows the index holds: chat messages not deleted (edit and delete
+    events, and tombstones, are never found; an edited message is found by its current text)."""
+    return [
+        (row["id"], row["text"])
+        for row in rows
+        if row.get("kind", "chat") == "chat" and row.get("deleted_at") is None
+    ]
 
 
 @dataclass(frozen=True, slots=True)

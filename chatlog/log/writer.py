@@ -4,7 +4,10 @@ It group-commits: it takes everything that queued up since its last commit into 
 transaction, and only after ``COMMIT`` returns does it hand the stored rows, in ID order, to
 the fan-out callback. So nothing reaches a socket before it is durable, and throughput does
 not collapse to one fsync per message. Presence and error writes (ops) queue in the same
-line, so a connection's row lands before its alias and its close.
+line, so a connection's row lands before its alias and its close. Edits and deletions are
+ops whose result is an :class:`~chatlog.log.edits.Appended`: their event rows are handed to
+the fan-out callback after their commit, in queue order like messages (after the files were
+scrubbed, when text was erased).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chatlog.log.backend import LogBackend, WriteSession
+from chatlog.log.edits import Appended
 from chatlog.log.model import NewMessage, Op, StoredMessage, utcnow
 
 log = logging.getLogger(__name__)
@@ -140,7 +144,7 @@ class Writer:
         for item in batch:
             if isinstance(item, NewMessage):
                 if ops_run:
-                    ok = await _run_ops(session, ops_run) and ok
+                    ok = await self._run_ops(session, ops_run) and ok
                     ops_run = []
                 messages_run.append(item)
             else:
@@ -149,7 +153,7 @@ class Writer:
                     messages_run = []
                 ops_run.append(item)
         if ops_run:
-            ok = await _run_ops(session, ops_run) and ok
+            ok = await self._run_ops(session, ops_run) and ok
         if messages_run:
             ok = await self._commit_messages(session, messages_run) and ok
         await session.between_batches()
@@ -168,6 +172,24 @@ class Writer:
         if self._on_stats is not None:
             self._on_stats(len(batch), time.perf_counter() - started)
         self._on_commit(stored)
+        return True
+
+    async def _run_ops(
+        self, session: WriteSession, ops: list[tuple[Op, asyncio.Future[Any]]]
+    ) -> bool:
+        if not await _run_ops(session, ops):
+            return False
+        appended = [
+            f.result()
+            for _op, f in ops
+            if f.done() and not f.cancelled() and f.exception() is None
+            if isinstance(f.result(), Appended)
+        ]
+        if any(a.erased for a in appended):
+            await session.scrub()
+        rows = [row for a in appended for row in a.rows]
+        if rows:
+            self._on_commit(rows)
         return True
 
 

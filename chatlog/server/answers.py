@@ -86,13 +86,14 @@ def page_rows(sent_rows: int, sent_bytes: int) -> int:
 Page = Callable[[int, int], Awaitable[list[StoredMessage]]]
 
 
-def pager(log: LogBackend, room: str, upto: int) -> Page:
-    """``page(after, rows)``: the next rows of ``room`` up to ``upto``, each page on a
-    connection of its own (none is held while the socket drains)."""
+def pager(log: LogBackend, room: str, upto: int, *, chat_only: bool = False) -> Page:
+    """``page(after, rows)``: the next rows of ``room`` up to ``upto`` (``chat_only``: no edit
+    or delete events), each page on a connection of its own (none is held while the socket
+    drains)."""
 
     async def page(after: int, rows: int) -> list[StoredMessage]:
         async with log.view() as view:
-            return await view.after(room, after, upto, rows)
+            return await view.after(room, after, upto, rows, chat_only=chat_only)
 
     return page
 
@@ -137,7 +138,7 @@ async def send_history(client: Client, log: LogBackend, request: protocol.Histor
         return
     cut = empty.index(b'"Messages":[]') + len(b'"Messages":[')
     prefix, suffix = empty[:cut], empty[cut:]
-    page = pager(log, room, ids[0])
+    page = pager(log, room, ids[0], chat_only=True)
     after, sent_rows, sent_bytes, first = ids[-1] - 1, 0, 0, True
     while True:
         rows = await page(after, page_rows(sent_rows, sent_bytes))

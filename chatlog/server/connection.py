@@ -23,7 +23,7 @@ from chatlog import protocol
 from chatlog.log import presence
 from chatlog.log.model import NewMessage, Op
 from chatlog.log.writer import WriterClosed
-from chatlog.server import answers
+from chatlog.server import answers, edits
 from chatlog.server.client import Client, ClientGone
 from chatlog.server.guard import answer_close, bound_send_buffer, websocket_options
 from chatlog.server.keys import GUARD, RUNTIME, Runtime
@@ -311,8 +311,10 @@ class Session:
             bad = await answer_search(self.rt, client, frame)
             if bad is not None:
                 await self._refuse("bad-query", bad, text)
-        else:
+        elif isinstance(frame, protocol.HistoryRequest):
             await self._history(frame)
+        else:
+            await edits.handle(self.rt, client, self.user, frame, text, self._refuse)
 
     async def _presence(self, op: Op) -> Any:
         """Run a presence write; ``None`` when the database refuses it (disk full, read-only).

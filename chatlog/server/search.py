@@ -48,7 +48,7 @@ async def answer_around(rt: Runtime, client: Client, request: protocol.HistoryRe
     async with rt.log.view() as view:
         older = await view.before(room, around, older_wanted + 1)
         newer = await view.after(
-            room, around - 1, NEWEST, limit - min(len(older), older_wanted) + 1
+            room, around - 1, NEWEST, limit - min(len(older), older_wanted) + 1, chat_only=True
         )
     newer_wanted = limit - min(len(older), older_wanted)
     complete = len(older) <= older_wanted and len(newer) <= newer_wanted

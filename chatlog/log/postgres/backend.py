@@ -35,6 +35,7 @@ from chatlog.log.postgres.search import PostgresSearch
 from chatlog.log.queries import MESSAGE_COLUMNS, stored_message
 from chatlog.log.readonly import ReadOnly
 from chatlog.log.schema import messages
+from chatlog.log.search import searchable
 
 #: Advisory lock key held while migrating, so servers starting together take turns.
 MIGRATE_LOCK = 0x63686D67  # "chmg"
@@ -100,6 +101,9 @@ class PostgresBackend(LogBackend):
     def feed(self, listener: Listener, node: Node) -> Feed:
         return PostgresFeed(self.engine, listener, node)
 
+    async def lock_appends(self, conn: AsyncConnection) -> None:
+        await conn.execute(APPEND_PROLOGUE)
+
     async def sweep(self, node: str | None = None) -> int:
         return int(await self.write(lambda conn: presence.sweep_connections(conn, node)))
 
@@ -124,6 +128,7 @@ class PostgresBackend(LogBackend):
         conn = await pg.connect(self.url)
         try:
             await conn.execute("VACUUM ANALYZE messages")
+            await conn.execute("VACUUM ANALYZE message_revisions")
             await conn.execute("VACUUM ANALYZE errors")
         finally:
             await conn.close()
@@ -144,7 +149,7 @@ class PostgresBackend(LogBackend):
 
     async def insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         await conn.execute(insert(messages), rows)
-        await self.search_index.index_rows(conn, [(row["id"], row["text"]) for row in rows])
+        await self.search_index.index_rows(conn, searchable(rows))
 
     async def ids_imported(self, conn: AsyncConnection, last: int) -> None:
         await conn.execute(

@@ -53,7 +53,8 @@ APPEND_PROLOGUE = text("SELECT pg_advisory_xact_lock(:key), pg_notify(:channel, 
     key=APPEND_LOCK, channel=MESSAGES_CHANNEL
 )
 _READ_NEW = (
-    "SELECT id, room, ws_id, author, raw, sent_at FROM messages WHERE id > $1 ORDER BY id LIMIT $2"
+    "SELECT id, room, ws_id, author, raw, sent_at, kind, target_id, edited_at, deleted_at "
+    "FROM messages WHERE id > $1 ORDER BY id LIMIT $2"
 )
 
 
@@ -188,6 +189,10 @@ class PostgresFeed(Feed):
                     row["author"],
                     stored_fields(row["raw"]),
                     row["sent_at"],
+                    kind=row["kind"],
+                    target=row["target_id"],
+                    edited_at=row["edited_at"],
+                    deleted_at=row["deleted_at"],
                 )
                 for row in rows
                 if row["room"] in rooms

@@ -9,6 +9,7 @@ handed to the server's sockets directly, already in ID order. The tools (``sql``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -34,6 +35,7 @@ from chatlog.log.backend import (
 from chatlog.log.model import NewMessage, StoredMessage
 from chatlog.log.readonly import ReadOnly
 from chatlog.log.schema import COLUMNS, STORED_TIME_FORMAT
+from chatlog.log.search import searchable
 from chatlog.log.sqlite import checkpoint
 from chatlog.log.sqlite.commit import SqliteCommitter
 from chatlog.log.sqlite.engine import make_engine, sqlite_path
@@ -170,6 +172,17 @@ class SqliteBackend(LogBackend):
 
         await asyncio.to_thread(run)
 
+    async def scrub(self) -> bool:
+        path = self.path
+        if path is None:
+            return True
+
+        def run() -> bool:
+            with contextlib.closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as db:
+                return checkpoint.truncate(db)
+
+        return await asyncio.to_thread(run)
+
     async def has_messages_table(self) -> bool:
         if self.path is not None and not self.path.exists():
             return False
@@ -187,9 +200,11 @@ class SqliteBackend(LogBackend):
     async def insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         # Plain executemany with tuples: several times faster than Core's per-row dict handling.
         for row in rows:
-            row["sent_at"] = row["sent_at"].strftime(STORED_TIME_FORMAT)
+            for column in ("sent_at", "edited_at", "deleted_at"):
+                if row[column] is not None:
+                    row[column] = row[column].strftime(STORED_TIME_FORMAT)
         await conn.exec_driver_sql(_IMPORT, [tuple(row[c] for c in COLUMNS) for row in rows])
-        await self.search_index.index_rows(conn, [(row["id"], row["text"]) for row in rows])
+        await self.search_index.index_rows(conn, searchable(rows))
 
     def remove_if_new(self) -> None:
         if self._created and self.path is not None:
@@ -232,6 +247,12 @@ class _SqliteSession(WriteSession):
                 await self.committer.checkpoint()
             except sqlite3.Error as exc:  # disk full, read-only: the WAL keeps the data
                 log.warning("WAL checkpoint failed: %s", exc)
+
+    async def scrub(self) -> None:
+        try:
+            await self.committer.truncate()
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint after an erasure failed: %s", exc)
 
 
 class _LocalFeed(Feed):

@@ -49,6 +49,27 @@ def checkpoint(db: sqlite3.Connection) -> int:
     return int(pages)
 
 
+def truncate(db: sqlite3.Connection, attempts: int = 5) -> bool:
+    """Scrub the files after an erasure, then a TRUNCATE checkpoint.
+
+    The search index first: FTS5 (this SQLite has no ``secure-delete`` option) only marks an
+    erased message's words as deleted, in a newer segment, and keeps them in the old one until
+    the segments are merged, so ``optimize`` merges them all (its cost grows with the index:
+    see the README). Then every page is copied into the database file (where
+    ``secure_delete`` zeroed the erased bytes) and the WAL, which still holds the pages' older
+    versions, is cut to zero bytes. It waits (``busy_timeout``) for readers of older
+    snapshots; False when it still could not finish after ``attempts`` tries."""
+    db.execute("PRAGMA secure_delete = ON")
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'").fetchone():
+        db.execute("INSERT INTO messages_fts(messages_fts) VALUES ('optimize')")
+    for _ in range(attempts):
+        busy, _pages, _copied = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if not busy:
+            return True
+    log.warning("the WAL could not be truncated after an erasure (a reader held it)")
+    return False
+
+
 class Checkpointer:
     """Background PASSIVE checkpoints of one SQLite file, one at a time."""
 

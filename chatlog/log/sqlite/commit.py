@@ -48,7 +48,8 @@ NEWEST_IDS = "SELECT id FROM messages ORDER BY id DESC LIMIT ?"
 #: The stored originals of retried nonces, ``IN (`` a chunk of them ``)``: the unique index
 #: ``(room, nonce)`` answers it (a row-value ``(room, nonce) IN (...)`` would scan the table).
 ORIGINALS = (
-    "SELECT id, ws_id, author, raw, sent_at, nonce FROM messages WHERE room = ? AND nonce IN ("
+    "SELECT id, ws_id, author, raw, sent_at, nonce, edited_at, deleted_at FROM messages "
+    "WHERE room = ? AND nonce IN ("
 )
 #: Nonces per look-up, well under SQLite's limit of bound parameters.
 ORIGINALS_CHUNK = 500
@@ -106,6 +107,10 @@ class SqliteCommitter:
         """A WAL checkpoint on this connection, on its thread (the writer is between batches)."""
         await self._on_thread(checkpoint.checkpoint, self.db)
 
+    async def truncate(self) -> bool:
+        """A TRUNCATE checkpoint on this connection, after an erasure."""
+        return bool(await self._on_thread(checkpoint.truncate, self.db))
+
     async def close(self) -> None:
         """Close the connection on its thread, then stop the thread."""
         await self._on_thread(self.db.close)
@@ -128,9 +133,18 @@ def _originals(db: sqlite3.Connection, batch: Sequence[NewMessage]) -> Originals
         for start in range(0, len(nonces), ORIGINALS_CHUNK):
             chunk = nonces[start : start + ORIGINALS_CHUNK]
             sql = ORIGINALS + ", ".join("?" * len(chunk)) + ")"
-            for msg_id, ws_id, author, raw, sent_at, nonce in db.execute(sql, (room, *chunk)):
+            for msg_id, ws_id, author, raw, sent_at, nonce, edited, deleted in db.execute(
+                sql, (room, *chunk)
+            ):
                 found[(room, nonce)] = StoredMessage(
-                    msg_id, room, ws_id, author, stored_fields(raw), datetime.fromisoformat(sent_at)
+                    msg_id,
+                    room,
+                    ws_id,
+                    author,
+                    stored_fields(raw),
+                    datetime.fromisoformat(sent_at),
+                    edited_at=None if edited is None else datetime.fromisoformat(edited),
+                    deleted_at=None if deleted is None else datetime.fromisoformat(deleted),
                 )
     return found
 

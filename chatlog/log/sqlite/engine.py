@@ -35,6 +35,9 @@ def apply_pragmas(execute: Callable[[str], Any], synchronous: str, *, readonly: 
     else:
         execute("PRAGMA journal_mode=WAL")
         execute(f"PRAGMA synchronous={synchronous.upper()}")
+        # Freed bytes are zeroed, so an erased text (chatlog.log.edits) is in no free page
+        # or freeblock of the file, nor in the WAL's newer page images.
+        execute("PRAGMA secure_delete=ON")
     execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     execute("PRAGMA foreign_keys=ON")
 

@@ -9,6 +9,11 @@
 // socket, so the history answer and the live stream meet exactly, with no gap and no overlap.
 // After a drop it reconnects with exponential backoff and `since=<last ID seen>&epoch=<log>`;
 // the server replays what was missed, and every message is shown once, by ID, in ID order.
+//
+// Edits and deletions arrive as Edit and Delete frames (live and in a resume's backlog) and
+// are applied in place; History and backlogs show messages already in their current state.
+// A message this page sent can be edited (its Edit button, or Up in the empty input for the
+// last one) and deleted. Without auth the server lets only the sending connection do that.
 "use strict";
 
 (() => {
@@ -82,6 +87,8 @@
     // Whether the reader is at the newest message; kept across resizes (a notice appearing,
     // the phone keyboard opening) so the newest message stays in view.
     pinned: true,
+    // The ID of the message being edited in the input, or null.
+    editing: null,
   };
   const shown = new Map(); // message ID -> its <li>
   const ids = []; // the IDs in `shown`, ascending
@@ -314,6 +321,10 @@
       case "Chat":
         addMessage(frame, true);
         break;
+      case "Edit":
+      case "Delete":
+        applyChange(frame);
+        break;
       case "Resumed":
         onResumed(frame);
         break;
@@ -445,6 +456,8 @@
     "invalid-alias": `That name was not accepted: a name is 1 to ${MAX_NAME_CHARS} visible characters.`,
     "store-failed": "The server could not save your message, so nobody saw it. Try again in a moment.",
     "bad-query": "That search could not be run.",
+    "not-found": "That message is gone or was never in this room.",
+    "not-allowed": "That message can no longer be changed from this page.",
   };
 
   function onError(frame) {
@@ -492,7 +505,112 @@
     body.dir = "auto";
     if (text === null) body.classList.add("unreadable");
     li.append(meta, body);
+    if (frame.Deleted) markDeleted(li);
+    else if (frame.Edited) markEdited(li);
     return li;
+  }
+
+  // --- edits and deletions -----------------------------------------------------------------
+
+  function markEdited(li) {
+    if (li.querySelector(".edited") === null) {
+      li.querySelector(".meta").append(el("span", "edited", "edited"));
+    }
+  }
+
+  function markDeleted(li) {
+    li.classList.add("deleted");
+    const body = li.querySelector(".text");
+    body.textContent = "message deleted";
+    body.classList.remove("unreadable");
+    for (const node of li.querySelectorAll(".edited, .actions")) node.remove();
+    if (state.editing !== null && li.dataset.id === String(state.editing)) stopEditing();
+  }
+
+  // An Edit or Delete frame: change the message it names in place, if this page shows it
+  // (an older one is fetched by History in its current state anyway).
+  function applyChange(frame) {
+    const id = Number.isSafeInteger(frame.ID) ? frame.ID : null;
+    if (id !== null) state.coveredTo = Math.max(state.coveredTo, id);
+    const li = Number.isSafeInteger(frame.Target) ? shown.get(frame.Target) : undefined;
+    if (li === undefined || li.classList.contains("deleted")) return;
+    if (frame.Type === "Delete" || frame.Deleted) {
+      markDeleted(li);
+      return;
+    }
+    const text = decodeBody(frame.Message);
+    const body = li.querySelector(".text");
+    body.textContent = text === null ? "(this message could not be read)" : text;
+    body.classList.toggle("unreadable", text === null);
+    markEdited(li);
+  }
+
+  function addActions(li, id) {
+    const actions = el("span", "actions");
+    const edit = el("button", "edit", "Edit");
+    edit.type = "button";
+    edit.setAttribute("aria-label", "Edit this message");
+    edit.addEventListener("click", () => startEditing(id));
+    const remove = el("button", "delete", "Delete");
+    remove.type = "button";
+    remove.setAttribute("aria-label", "Delete this message");
+    remove.addEventListener("click", () => sendFrame({ Delete: { ID: id } }));
+    actions.append(edit, remove);
+    li.querySelector(".meta").append(actions);
+  }
+
+  function startEditing(id) {
+    const li = shown.get(id);
+    if (li === undefined || li.classList.contains("deleted")) return;
+    stopEditing();
+    state.editing = id;
+    li.classList.add("editing");
+    ui.text.value = li.querySelector(".text").textContent;
+    ui.text.placeholder = "Edit the message; Enter saves, Escape cancels";
+    ui.sendForm.dataset.editing = String(id);
+    ui.text.focus();
+  }
+
+  function stopEditing() {
+    if (state.editing === null) return;
+    const li = shown.get(state.editing);
+    if (li !== undefined) li.classList.remove("editing");
+    state.editing = null;
+    delete ui.sendForm.dataset.editing;
+    ui.text.placeholder = "Type a message, or alias NAME to set your name";
+    ui.text.value = "";
+  }
+
+  // The newest message of this page that can still be edited (Up arrow).
+  function lastOwn() {
+    for (let i = ids.length - 1; i >= 0; i -= 1) {
+      const li = shown.get(ids[i]);
+      if (li.classList.contains("mine") && !li.classList.contains("deleted")) return ids[i];
+    }
+    return null;
+  }
+
+  function sendEdit(line) {
+    const id = state.editing;
+    if (line.trim() === "") {
+      stopEditing(); // nothing to save: deleting is its own button
+      return true;
+    }
+    if (CONTROL.test(line)) {
+      showNotice("The message contains an invisible control character the server does not accept.");
+      return false;
+    }
+    const frame = JSON.stringify({ Edit: { ID: id, Message: encodeText(line) } });
+    if (new TextEncoder().encode(frame).length > maxBytes) {
+      showNotice(`The message is too long: the server takes at most ${maxBytes} bytes at a time.`);
+      return false;
+    }
+    if (!sendFrame(frame)) {
+      showNotice("Not connected: the edit was not sent.");
+      return false;
+    }
+    stopEditing();
+    return true;
   }
 
   function addMessage(frame, live) {
@@ -502,7 +620,10 @@
     if (id !== null && shown.has(id)) return; // seen already (resume, history, retried send)
     const text = decodeBody(frame.Message);
     const li = renderMessage(frame, text);
-    if (typeof frame.Nonce === "string" && state.mine.has(frame.Nonce)) li.classList.add("mine");
+    if (typeof frame.Nonce === "string" && state.mine.has(frame.Nonce)) {
+      li.classList.add("mine");
+      if (id !== null && !frame.Deleted) addActions(li, id);
+    }
     const stick = noteScroll();
     if (id === null) {
       ui.chat.append(li);
@@ -609,6 +730,7 @@
   const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/;
 
   function send(line) {
+    if (state.editing !== null) return sendEdit(line);
     if (line.trim() === "") return false; // empty input sends nothing
     const alias = /^alias (.*)$/s.exec(line);
     if (alias) {
@@ -661,6 +783,19 @@
     event.preventDefault();
     if (send(ui.text.value)) ui.text.value = "";
     ui.text.focus();
+  });
+
+  ui.text.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && state.editing !== null) {
+      event.preventDefault();
+      stopEditing();
+    } else if (event.key === "ArrowUp" && ui.text.value === "" && state.editing === null) {
+      const id = lastOwn();
+      if (id !== null) {
+        event.preventDefault();
+        startEditing(id);
+      }
+    }
   });
 
   ui.nameForm.addEventListener("submit", (event) => {
