@@ -9,6 +9,7 @@ import click
 
 from chatlog.bench.command import bench
 from chatlog.cli.admin import purge_command, vacuum_command
+from chatlog.cli.broadcast import broadcast_command
 from chatlog.cli.db import db_group
 from chatlog.cli.errors import PolicyGroup
 from chatlog.cli.history import export_command, import_command, replay_command, sql_command
@@ -38,5 +39,6 @@ for _command in (
     import_command,
     token_group,
     bench,
+    broadcast_command,
 ):
     main.add_command(_command)
