@@ -68,10 +68,15 @@ class Settings:
     handshake_timeout: float = 10.0
     #: Seconds a socket may refuse our writes (peer not reading) before it is closed (1013).
     send_timeout: float = 5.0
-    #: PostgreSQL only: seconds between this server's heartbeats in the ``nodes`` table.
+    #: Seconds between this server's heartbeats in the ``nodes`` table (several processes on
+    #: one log, SQLite or PostgreSQL).
     node_heartbeat: float = 2.0
-    #: PostgreSQL only: a node silent this long is dead and its users are swept.
+    #: A node silent this long is dead and its users are swept (SQLite also sweeps a node
+    #: whose process is gone at once).
     node_timeout: float = 10.0
+    #: Key of the HTTP server API under ``/api/`` (``Authorization: Bearer KEY``); ``None``:
+    #: the API is off.
+    api_key: str | None = None
 
     @property
     def url(self) -> str:
@@ -123,6 +128,8 @@ class Settings:
             raise SettingsError("handshake-timeout and send-timeout must be positive seconds")
         if self.auth_secret is not None and len(self.auth_secret) < 16:
             raise SettingsError("auth-secret must be at least 16 characters")
+        if self.api_key is not None and len(self.api_key) < 16:
+            raise SettingsError("api-key must be at least 16 characters")
         if not 0 < self.node_heartbeat < self.node_timeout:
             raise SettingsError("node-heartbeat must be positive and shorter than node-timeout")
         if self.log_format not in ("text", "json"):

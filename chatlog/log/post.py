@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, union
+from sqlalchemy import func, select, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatlog import protocol
@@ -53,3 +53,22 @@ async def active_rooms(conn: AsyncConnection) -> list[str]:
         select(websocket_connections.c.room.label("room")).distinct(),
     )
     return sorted(str(r) for r in (await conn.execute(query)).scalars())
+
+
+async def room_summaries(conn: AsyncConnection) -> list[dict[str, int | str]]:
+    """Each room with a message or a live connection: its message count, last ID and live
+    connections (of every process), sorted by name."""
+    rooms: dict[str, dict[str, int | str]] = {}
+
+    def entry(room: str) -> dict[str, int | str]:
+        return rooms.setdefault(room, {"Room": room, "Messages": 0, "LastID": 0, "Live": 0})
+
+    counted = select(messages.c.room, func.count(), func.max(messages.c.id)).group_by(
+        messages.c.room
+    )
+    for room, count, last in await conn.execute(counted):
+        entry(room).update(Messages=int(count), LastID=int(last or 0))
+    live = select(websocket_connections.c.room, func.count()).group_by(websocket_connections.c.room)
+    for room, count in await conn.execute(live):
+        entry(room)["Live"] = int(count)
+    return [rooms[name] for name in sorted(rooms)]
