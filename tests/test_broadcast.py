@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,3 +107,25 @@ async def test_no_client_can_take_the_system_alias(connect: Connect, name: str) 
     await client.alias("carol")
     # The refused name never showed up: the next list is the one carol's alias made.
     assert (await other.recv("userlist"))["Users"] == [{"User": "carol"}, {"User": "bob"}]
+
+
+async def test_foreign_rows_between_own_commits_are_delivered_in_id_order(
+    connect: Connect, db_path: Path
+) -> None:
+    """Rows another connection commits between the server's own are all delivered, once,
+    in ID order (the exact race is in test_follow.py)."""
+    client = await connect()
+    await client.say("own-1")
+    await client.recv("Chat")
+    foreign = sqlite3.connect(db_path, isolation_level=None)
+    for round_ in range(20):
+        foreign.execute(
+            "INSERT INTO messages (room, ws_id, author, message, text, raw, sent_at) "
+            "VALUES ('main', '', 'system', ?, 'f', ?, '2026-01-01 00:00:00.000000')",
+            (b64("f"), json.dumps({"Message": b64("f"), "Author": "system"})),
+        )
+        await client.say(f"own-{round_}")
+    frames = await client.chats(40)
+    ids = [f["ID"] for f in frames]
+    assert ids == list(range(ids[0], ids[0] + 40))
+    assert sum(f["Author"] == "system" for f in frames) == 20
