@@ -75,8 +75,8 @@ class Settings:
     #: whose process is gone at once).
     node_timeout: float = 10.0
     #: Key of the HTTP server API under ``/api/`` (``Authorization: Bearer KEY``); ``None``:
-    #: the API is off.
-    api_key: str | None = None
+    #: the API is off. Not in the repr, so a logged Settings never shows it.
+    api_key: str | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from chatlog.settings import Settings, SettingsError
 from tests.backends import Backend, scalar
 from tests.helpers import Start
 from tests.wsclients import ChatClient, b64, ws_url
@@ -219,3 +220,11 @@ async def test_openapi_document_matches_every_route(
         kw = {"json": {"text": "spec"}} if method == "post" else {}
         status, _b, _r = await call(session, api, method.upper(), concrete, **kw)
         assert str(status) in spec["paths"][path][method]["responses"], (method, path, status)
+
+
+def test_the_key_is_never_in_the_settings_repr() -> None:
+    """A logged Settings object does not show the API key; the key is read from the env."""
+    settings = Settings.from_env({"CHATLOG_API_KEY": KEY})
+    assert settings.api_key == KEY and KEY not in repr(settings)
+    with pytest.raises(SettingsError):
+        Settings.from_env({"CHATLOG_API_KEY": "short"})
