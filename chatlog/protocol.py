@@ -35,6 +35,9 @@ import orjson
 #: The constant body of the original's Status frame (base64 of a fixed English sentence).
 STATUS_MESSAGE: Final = "c3RhdHVzIHVwZGF0ZSwgdGhpcyBzaG91bGRuJ3QgYmUgcHJvY2Vzc2VkIGFzIG1lc3NhZ2U="
 MAX_ALIAS_CHARS: Final = 64
+#: The author of the server's own messages (the original's ``BroadCast``); no client may take
+#: it as an alias (trimmed, any case).
+SYSTEM_AUTHOR: Final = "system"
 MAX_NONCE_CHARS: Final = 64
 MAX_DEPTH: Final = 16
 HISTORY_DEFAULT_LIMIT: Final = 50
@@ -282,7 +285,7 @@ def decode_body(body: str) -> str:
 
 
 def parse_alias(value: Any) -> str:
-    """A trimmed alias of 1 to 64 printable characters."""
+    """A trimmed alias of 1 to 64 printable characters, not :data:`SYSTEM_AUTHOR`."""
     if not isinstance(value, str):
         raise ProtocolError("invalid-alias", '"User" must be a string')
     name = value.strip()
@@ -290,7 +293,30 @@ def parse_alias(value: Any) -> str:
         raise ProtocolError(
             "invalid-alias", f"an alias must be 1 to {MAX_ALIAS_CHARS} printable characters"
         )
+    if name.casefold() == SYSTEM_AUTHOR:
+        raise ProtocolError(
+            "reserved-alias", f"the alias {SYSTEM_AUTHOR!r} is kept for the server's messages"
+        )
     return name
+
+
+def compose_chat(text: str, *, author: str, nonce: str | None = None) -> tuple[Chat, str]:
+    """A message the server itself writes (``chatlog broadcast``, the HTTP API), as a client's
+    Chat frame would be: the parsed :class:`Chat` and its raw JSON. Raises ProtocolError."""
+    if not isinstance(text, str) or not text:
+        raise ProtocolError("empty-message", "the message is empty")
+    _check_string(text)
+    name = author.strip() if isinstance(author, str) else ""
+    if not 0 < len(name) <= MAX_ALIAS_CHARS or not name.isprintable():
+        raise ProtocolError(
+            "invalid-alias", f"an author must be 1 to {MAX_ALIAS_CHARS} printable characters"
+        )
+    body = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    fields: dict[str, Any] = {"Message": body, "Author": name}
+    if nonce is not None:
+        fields["Nonce"] = nonce
+    chat = _chat(fields)
+    return chat, encode(fields).decode("utf-8")
 
 
 def _history(value: Any) -> HistoryRequest:

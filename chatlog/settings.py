@@ -109,10 +109,15 @@ class Settings:
     #: Seconds after sending within which its author may edit or delete a message (None: any
     #: time).
     edit_window: float | None = None
-    #: PostgreSQL only: seconds between this server's heartbeats in the ``nodes`` table.
+    #: Seconds between this server's heartbeats in the ``nodes`` table (several processes on
+    #: one log, SQLite or PostgreSQL).
     node_heartbeat: float = 2.0
-    #: PostgreSQL only: a node silent this long is dead and its users are swept.
+    #: A node silent this long is dead and its users are swept (SQLite also sweeps a node
+    #: whose process is gone at once).
     node_timeout: float = 10.0
+    #: Key of the HTTP server API under ``/api/`` (``Authorization: Bearer KEY``); ``None``:
+    #: the API is off. Not in the repr, so a logged Settings never shows it.
+    api_key: str | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -177,6 +182,8 @@ class Settings:
             raise SettingsError("handshake-timeout and send-timeout must be positive seconds")
         if self.auth_secret is not None:
             check_auth_secret(self.auth_secret)
+        if self.api_key is not None and len(self.api_key) < 16:
+            raise SettingsError("api-key must be at least 16 characters")
         if not 0 < self.node_heartbeat < self.node_timeout:
             raise SettingsError("node-heartbeat must be positive and shorter than node-timeout")
         if self.edit_window is not None and self.edit_window < 0:

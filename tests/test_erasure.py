@@ -63,7 +63,6 @@ async def test_a_deleted_text_is_in_no_file(connect: Connect, db_path: Path) -> 
     await alice.recv_chat("still working")
 
 
-@pytest.mark.backends("postgres")  # on SQLite a server delivers only its own rows (for now)
 async def test_redact_reaches_a_live_room(backend: Backend) -> None:
     """`chatlog redact` beside a running server: the room gets the Delete (with its reason)
     live, and the row is a tombstone."""

@@ -659,6 +659,42 @@ async def test_original_page_frames_still_work(pages: Pages, site: Site, db_path
     page.assert_clean()
 
 
+async def test_original_page_and_ours_show_a_broadcast(
+    pages: Pages, site: Site, db_path: Path
+) -> None:
+    """`chatlog broadcast` reaches our page and the original page's handler (its onmessage
+    and wrapmessage, as in ChatClient.csp) as a Chat frame from system with a Sent time."""
+    page = await pages.open(site.page())
+    await page.page.evaluate(
+        """async () => {
+            const list = document.createElement("ul");
+            list.id = "original";
+            document.body.append(list);
+            const ws = new WebSocket(`ws://${location.host}/csp/user/Chat.Server.cls`);
+            ws.onmessage = (event) => {  // the original's handler, minus jQuery
+                const d = JSON.parse(event.data);
+                if (d.Type !== "Chat") return;
+                const li = document.createElement("li");
+                li.textContent = d.Author + " | " + atob(d.Message) + " | " + d.Sent;
+                list.append(li);
+            };
+            await new Promise((ok) => { ws.onopen = ok; });
+            window.__original = ws;
+        }"""
+    )
+    done = await asyncio.to_thread(
+        run_cli, "broadcast", "--db", str(db_path), "--room", "main", "server restarts at noon"
+    )
+    assert done.exit_code == 0 and done.stdout == "1\tmain\n", done.output
+    await shows(page.messages, [(1, "system", "server restarts at noon")])
+    original = page.page.locator("#original li")
+    await expect(original).to_have_text(
+        [re.compile(r"^system \| server restarts at noon \| \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")]
+    )
+    await page.page.evaluate("() => window.__original.close()")
+    page.assert_clean()
+
+
 # --- keyboard and phone width ------------------------------------------------------------------
 
 

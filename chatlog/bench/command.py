@@ -88,7 +88,7 @@ def run_bench(
             return Launch(server.url, server, ServerProbe(server.proc.pid))
 
         def external() -> Launch:
-            return Launch(cfg.url, None, ServerProbe(pid) if pid else None)
+            return Launch(cfg.url, None, ServerProbe(pid) if pid else None, urls=cfg.urls)
 
         # "target": a server at --url, which may be anything speaking the protocol.
         main = "chatlog" if spawn else "target"
@@ -140,6 +140,13 @@ def run_bench(
 
 @click.command()
 @click.option("--url", default="ws://127.0.0.1:8080/ws", show_default=True, help="Server to load.")
+@click.option(
+    "--also-url",
+    "also_urls",
+    multiple=True,
+    help="Another server on the same log (repeatable): clients are spread round-robin over "
+    "--url and these, and every one must see every message in order.",
+)
 @click.option("--clients", type=click.IntRange(1), default=10, show_default=True, help="Sockets.")
 @click.option("--senders", type=click.IntRange(0), help="Clients that send [all].")
 @click.option(
@@ -182,6 +189,7 @@ def run_bench(
 )
 def bench(
     url: str,
+    also_urls: tuple[str, ...],
     clients: int,
     senders: int | None,
     rate: float,
@@ -233,6 +241,7 @@ def bench(
         raise click.UsageError("--retry-share needs --nonce (a retry repeats a message's nonce)")
     cfg = Config(
         url=url,
+        urls=(url, *also_urls) if also_urls else (),
         clients=clients,
         senders=min(clients, clients if senders is None else senders),
         rate=rate,

@@ -9,6 +9,7 @@ import click
 
 from chatlog.bench.command import bench
 from chatlog.cli.admin import purge_command, vacuum_command
+from chatlog.cli.broadcast import broadcast_command
 from chatlog.cli.db import db_group
 from chatlog.cli.edits import erase_command, redact_command
 from chatlog.cli.errors import PolicyGroup
@@ -43,5 +44,6 @@ for _command in (
     bench,
     redact_command,
     erase_command,
+    broadcast_command,
 ):
     main.add_command(_command)

@@ -55,8 +55,8 @@ from chatlog.settings import SYNCHRONOUS_LEVELS, Settings
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
 @click.option("--event-loop", type=click.Choice(EVENT_LOOPS), help="asyncio (default) or uvloop.")
 @security_options
-@click.option("--node-heartbeat", type=float, help="PostgreSQL: seconds between heartbeats (2).")
-@click.option("--node-timeout", type=float, help="PostgreSQL: silent seconds until swept (10).")
+@click.option("--node-heartbeat", type=float, help="Seconds between node heartbeats (2).")
+@click.option("--node-timeout", type=float, help="Silent seconds until a node is swept (10).")
 def serve_command(**flags: Any) -> None:
     """Run the chat server; the database is created and migrated on start.
 

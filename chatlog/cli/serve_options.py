@@ -29,6 +29,11 @@ _OPTIONS = (
         help="Require tokens signed with this secret (see `chatlog token issue`). "
         "Env: CHATLOG_AUTH_SECRET (preferred: flags show in ps).",
     ),
+    click.option(
+        "--api-key",
+        help="Turn on the HTTP API under /api/ for holders of this key (Bearer). "
+        "Env: CHATLOG_API_KEY (preferred: flags show in ps).",
+    ),
     click.option("--rate", type=float, help="Frames/s per connection; 0 turns it off (50)."),
     click.option("--burst", type=int, help="Frames a connection may send at once (200)."),
     click.option("--max-connections", type=int, help="Most sockets in total; 0: no cap (10000)."),

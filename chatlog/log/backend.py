@@ -94,8 +94,9 @@ class Feed(ABC):
     def committed(self, stored: list[StoredMessage]) -> None:
         """The writer's callback right after a group commit, rows in ID order."""
 
-    def presence_changed(self, room: str) -> None:
-        """This process changed the room's user list (already sent to its own sockets)."""
+    def presence_changed(self, room: str, aliases: list[str] | None = None) -> None:
+        """This process changed the room's user list to ``aliases`` (already sent to its own
+        sockets)."""
         return None
 
 

@@ -58,6 +58,8 @@ class Writer:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=batch_max * 8)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        #: Futures of messages whose sender waits for the commit (:meth:`post`), by id().
+        self._waiting: dict[int, asyncio.Future[StoredMessage]] = {}
         #: Group commits of messages, and the rows they stored (for metrics).
         self.commits = 0
         self.rows = 0
@@ -96,6 +98,17 @@ class Writer:
         if self._closed:
             raise WriterClosed("the server is shutting down")
         await self._queue.put(message)
+
+    async def post(self, message: NewMessage) -> StoredMessage:
+        """Queue a message and wait for its commit; its stored row (raises what the commit
+        raised: nothing was stored)."""
+        future: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
+        self._waiting[id(message)] = future
+        try:
+            await self.append(message)
+            return await future
+        finally:
+            self._waiting.pop(id(message), None)
 
     async def execute(self, op: Op) -> Any:
         """Run ``op`` in its own savepoint on the writer, in queue order; return its result."""
@@ -166,12 +179,14 @@ class Writer:
         except Exception as exc:
             log.error("commit of %d messages failed: %s", len(batch), exc)
             self._on_failure(batch, exc)
+            self._resolve(batch, None, exc)
             return False
         self.commits += 1
         self.rows += len(batch)
         if self._on_stats is not None:
             self._on_stats(len(batch), time.perf_counter() - started)
         self._on_commit(stored)
+        self._resolve(batch, stored, None)
         return True
 
     async def _run_ops(
@@ -191,6 +206,20 @@ class Writer:
         if rows:
             self._on_commit(rows)
         return True
+
+    def _resolve(
+        self, batch: list[NewMessage], stored: list[StoredMessage] | None, exc: Exception | None
+    ) -> None:
+        if not self._waiting:
+            return
+        for i, message in enumerate(batch):
+            future = self._waiting.get(id(message))
+            if future is None or future.done():
+                continue
+            if stored is not None:
+                future.set_result(stored[i])
+            else:
+                future.set_exception(exc or RuntimeError("not stored"))
 
 
 async def _run_ops(session: WriteSession, ops: list[tuple[Op, asyncio.Future[Any]]]) -> bool:

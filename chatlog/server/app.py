@@ -21,7 +21,7 @@ from chatlog.log.model import NewMessage
 from chatlog.log.open import opened
 from chatlog.log.retention import Policy, run_periodically
 from chatlog.log.writer import Writer
-from chatlog.server import health, page
+from chatlog.server import api, health, page
 from chatlog.server.answers import AnswerBudget
 from chatlog.server.connection import websocket_handler
 from chatlog.server.guard import Guard
@@ -51,6 +51,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get(IRIS_PATH, websocket_handler)
     health.add_routes(app)
     page.add_routes(app)
+    if settings.api_key is not None:
+        api.add_routes(app)
     return app
 
 

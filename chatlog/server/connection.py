@@ -156,6 +156,7 @@ class Session:
             aliases = await self._presence(presence.set_alias(client.ws_id, client.room, self.user))
             if aliases is not None:
                 rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
+                rt.feed.presence_changed(client.room, aliases)
         client.start()
         # Hold live frames from the moment the client is in the hub until the backlog is
         # queued: whatever commits in between is either in the backlog or released after it.
@@ -306,7 +307,7 @@ class Session:
                 return
             client.alias = frame.name
             self.rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
-            self.rt.feed.presence_changed(client.room)
+            self.rt.feed.presence_changed(client.room, aliases)
         elif isinstance(frame, protocol.SearchFrame):
             bad = await answer_search(self.rt, client, frame)
             if bad is not None:
@@ -373,7 +374,7 @@ class Session:
             aliases = None  # shutting down: the next start-up sweeps the row
         if aliases is not None and client.alias is not None:
             rt.hub.broadcast(client.room, protocol.userlist_frame(aliases))
-            rt.feed.presence_changed(client.room)
+            rt.feed.presence_changed(client.room, aliases)
         await client.stop()
         log.info(
             "connection %s closed (code %s)", self.ws_id, self.ws.close_code, extra=self.log_extra

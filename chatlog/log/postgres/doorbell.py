@@ -29,7 +29,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatlog.log.backend import Feed, Listener, Node
-from chatlog.log.model import StoredMessage, stored_fields
+from chatlog.log.follow import publish_rows
+from chatlog.log.model import StoredMessage
 from chatlog.log.postgres import engine as pg
 from chatlog.log.postgres import nodes
 from chatlog.log.queries import room_aliases
@@ -180,27 +181,8 @@ class PostgresFeed(Feed):
             rows = await conn.fetch(_READ_NEW, self.last, self.page, timeout=IO_TIMEOUT)
             if not rows:
                 return
-            rooms = self.listener.rooms()  # rows of rooms nobody here is in are skipped unparsed
-            batch = [
-                StoredMessage(
-                    row["id"],
-                    row["room"],
-                    row["ws_id"],
-                    row["author"],
-                    stored_fields(row["raw"]),
-                    row["sent_at"],
-                    kind=row["kind"],
-                    target=row["target_id"],
-                    edited_at=row["edited_at"],
-                    deleted_at=row["deleted_at"],
-                )
-                for row in rows
-                if row["room"] in rooms
-            ]
-            self.last = rows[-1]["id"]
             self.rows_read += len(rows)
-            if batch:
-                self.listener.deliver(batch)
+            self.last = publish_rows(self.listener, rows, self.last)
             if len(rows) < self.page:
                 return
 
@@ -209,7 +191,7 @@ class PostgresFeed(Feed):
 
     # --- presence --------------------------------------------------------------------------
 
-    def presence_changed(self, room: str) -> None:
+    def presence_changed(self, room: str, aliases: list[str] | None = None) -> None:
         self._spawn(self._announce([room]))
 
     def _on_presence(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:

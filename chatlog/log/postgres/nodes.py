@@ -6,15 +6,14 @@ so clock skew between machines cannot make a live node look dead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import Boolean, ColumnElement, DateTime, delete, func, literal_column, or_, select
+from sqlalchemy import Boolean, ColumnElement, DateTime, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatlog.log.model import LiveConnection
-from chatlog.log.schema import nodes, users, websocket_connections
+from chatlog.log import presence
+from chatlog.log.schema import nodes
 
 #: Key of the transaction-level advisory lock one sweeper at a time holds.
 SWEEP_LOCK = 0x63686C73  # "chls"
@@ -43,53 +42,9 @@ async def sweep_stale(conn: AsyncConnection, silent_for: float) -> set[str] | No
     if not await conn.scalar(select(func.pg_try_advisory_xact_lock(SWEEP_LOCK))):
         return None
     stale = select(nodes.c.node).where(nodes.c.last_seen < db_now() - timedelta(seconds=silent_for))
-    dead = select(websocket_connections.c.ws_id).where(
-        or_(
-            websocket_connections.c.node.in_(stale),
-            websocket_connections.c.node.not_in(select(nodes.c.node)),
-        )
-    )
-    result = await conn.execute(
-        delete(users).where(users.c.ws_id.in_(dead)).returning(users.c.room)
-    )
-    rooms = set(result.scalars())
-    await conn.execute(delete(websocket_connections).where(websocket_connections.c.ws_id.in_(dead)))
-    await conn.execute(delete(nodes).where(nodes.c.node.in_(stale)))
-    return rooms
+    return await presence.sweep_nodes(conn, stale)
 
 
-async def remove_node(conn: AsyncConnection, node: str) -> set[str]:
-    """A graceful stop: delete this node's connection rows and its ``nodes`` row."""
-    mine = select(websocket_connections.c.ws_id).where(websocket_connections.c.node == node)
-    result = await conn.execute(
-        delete(users).where(users.c.ws_id.in_(mine)).returning(users.c.room)
-    )
-    rooms = set(result.scalars())
-    await conn.execute(delete(websocket_connections).where(websocket_connections.c.node == node))
-    await conn.execute(delete(nodes).where(nodes.c.node == node))
-    return rooms
-
-
-async def reregister(
-    conn: AsyncConnection, node: str, clients: Iterable[LiveConnection]
-) -> set[str]:
-    """Put back the rows of this node's live sockets after another node swept them (this node
-    missed heartbeats, e.g. a long database stall). Returns the rooms whose user lists changed."""
-    rooms: set[str] = set()
-    now = db_now()
-    for client in clients:
-        await conn.execute(
-            pg_insert(websocket_connections)
-            .values(
-                ws_id=client.ws_id, room=client.room, node=node, remote=client.remote, opened_at=now
-            )
-            .on_conflict_do_nothing()
-        )
-        if client.alias is not None:
-            await conn.execute(
-                pg_insert(users)
-                .values(ws_id=client.ws_id, alias=client.alias, room=client.room, updated_at=now)
-                .on_conflict_do_nothing()
-            )
-            rooms.add(client.room)
-    return rooms
+#: Shared with SQLite (:mod:`chatlog.log.presence`).
+remove_node = presence.remove_node
+reregister = presence.reregister

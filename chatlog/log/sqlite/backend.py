@@ -1,9 +1,10 @@
 """The log on one SQLite file (the embedded default).
 
-One server process owns the file's appends: its writer commits through a connection of its
-own (:mod:`.commit`), WAL checkpoints run beside it (:mod:`.checkpoint`), and each commit is
-handed to the server's sockets directly, already in ID order. The tools (``sql``, ``replay``,
-``purge``...) open the same file beside a running server.
+A server's writer commits through a connection of its own (:mod:`.commit`), WAL checkpoints
+run beside it (:mod:`.checkpoint`), and :mod:`.watch` delivers its commits and those of any
+other process writing the same file (``chatlog broadcast``, another ``chatlog serve``) in ID
+order. The tools (``sql``, ``replay``, ``purge``...) open the same file beside a running
+server.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from chatlog.log.sqlite.commit import SqliteCommitter
 from chatlog.log.sqlite.engine import make_engine, sqlite_path
 from chatlog.log.sqlite.readonly import read_only
 from chatlog.log.sqlite.search import SqliteSearch
+from chatlog.log.sqlite.watch import SqliteFeed
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +149,9 @@ class SqliteBackend(LogBackend):
             await committer.close()
 
     def feed(self, listener: Listener, node: Node) -> Feed:
-        return _LocalFeed(self, listener)
+        if self.path is None:
+            return _LocalFeed(self, listener)
+        return SqliteFeed(self.engine, self.path, listener, node)
 
     async def sweep(self, node: str | None = None) -> int:
         # One server owns the file: every connection row at start-up is a crash's leftover.
@@ -256,8 +260,8 @@ class _SqliteSession(WriteSession):
 
 
 class _LocalFeed(Feed):
-    """One process owns the log: hand each commit to the sockets directly, in the writer's
-    order (the writer is the only one appending, so its commits are in ID order)."""
+    """A log in memory (tests of the writer alone): only this process can write it, so each
+    commit goes to the sockets directly, in the writer's order."""
 
     def __init__(self, backend: SqliteBackend, listener: Listener) -> None:
         self._backend = backend
