@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import DateTime, bindparam, text
 
 from chatlog.history import transfer
-from chatlog.log import retention
+from chatlog.log import migrate, retention
 from chatlog.log.backend import LogBackend
 from chatlog.log.model import NewMessage, utcnow
 from chatlog.log.open import opened
@@ -196,9 +196,10 @@ async def test_migration_indexes_a_filled_log_and_downgrades(backend: Backend) -
                 [{"text": f"old message {i} Ünïcode", "at": utcnow()} for i in range(12000)],
             )
         await log.migrate("0003")
+        assert rows(backend.db, "SELECT count(*) FROM messages_fts") == [(12000,)]
+        await log.migrate()  # the search reads the newest schema's columns
         assert len(await _ids(log, "unicode", limit=1000)) == 1000
         assert await _ids(log, "11999") == [12000]
-        assert rows(backend.db, "SELECT count(*) FROM messages_fts") == [(12000,)]
         await log.downgrade("0002")
         assert await log.revision() == "0002"
         tables = rows(
@@ -212,7 +213,7 @@ async def test_migration_indexes_a_filled_log_and_downgrades(backend: Backend) -
         await _write(log, [("main", "written after the index came back")])
         assert await _ids(log, "unicode", limit=1) == [12000]
         assert await _ids(log, "came") == [12001]
-        assert await log.revision() == "0003"
+        assert await log.revision() == migrate.head()
 
 
 @pytest.mark.backends("sqlite")
