@@ -185,6 +185,28 @@ async def write_text(
         )
 
 
+async def _append_event(
+    conn: AsyncConnection,
+    target_id: int,
+    editor: Editor,
+    log: Upkeep,
+    *,
+    kind: str,
+    message: str,
+    text: str,
+    raw: str,
+) -> tuple[Any, StoredMessage, datetime]:
+    """Check that ``editor`` may change ``target_id``, then append the event (under the
+    append lock): the target row, the event and its time."""
+    target = await _target(conn, target_id, editor)
+    await log.lock_appends(conn)
+    now = utcnow()
+    event = await _insert_event(
+        conn, kind=kind, target=target, editor=editor, message=message, text=text, raw=raw, now=now
+    )
+    return target, event, now
+
+
 async def edit(
     conn: AsyncConnection,
     target_id: int,
@@ -196,11 +218,8 @@ async def edit(
     log: Upkeep,
 ) -> Appended:
     """Replace the text of message ``target_id`` (the previous version goes to revisions)."""
-    target = await _target(conn, target_id, editor)
-    await log.lock_appends(conn)
-    now = utcnow()
-    event = await _insert_event(
-        conn, kind="edit", target=target, editor=editor, message=body, text=text, raw=raw, now=now
+    target, event, now = await _append_event(
+        conn, target_id, editor, log, kind="edit", message=body, text=text, raw=raw
     )
     await conn.execute(
         insert(message_revisions),
@@ -236,11 +255,8 @@ async def remove(
     log: Upkeep,
 ) -> Appended:
     """Delete message ``target_id``: append the event, erase its text, keep a tombstone."""
-    target = await _target(conn, target_id, editor)
-    await log.lock_appends(conn)
-    now = utcnow()
-    event = await _insert_event(
-        conn, kind="delete", target=target, editor=editor, message="", text="", raw=raw, now=now
+    target, event, now = await _append_event(
+        conn, target_id, editor, log, kind="delete", message="", text="", raw=raw
     )
     await erase_rows(conn, [target.id], now, log.search_index)
     return Appended([event], erased=True)

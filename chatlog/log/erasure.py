@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatlog.log import edits
 from chatlog.log.backend import LogBackend
@@ -35,18 +36,22 @@ class Erased:
     scrubbed: bool = True
 
 
+async def _delete(
+    conn: AsyncConnection, backend: LogBackend, msg_id: int, reason: str | None
+) -> tuple[int, str, int]:
+    """Delete one message as the moderator: its (ID, room, deletion event ID)."""
+    appended = await edits.remove(
+        conn, msg_id, _MODERATOR, raw=edits.delete_raw(msg_id, reason), log=backend
+    )
+    event = appended.rows[0]
+    return msg_id, event.room, event.id
+
+
 async def redact(backend: LogBackend, msg_id: int, reason: str | None = None) -> Erased:
     """Delete message ``msg_id`` as a moderator; raises ``ChangeRefused`` (``not-found``)."""
     async with backend.transaction() as conn:
-        appended = await edits.remove(
-            conn,
-            msg_id,
-            _MODERATOR,
-            raw=edits.delete_raw(msg_id, reason),
-            log=backend,
-        )
-    event = appended.rows[0]
-    return Erased([(msg_id, event.room, event.id)], await backend.scrub())
+        deleted = await _delete(conn, backend, msg_id, reason)
+    return Erased([deleted], await backend.scrub())
 
 
 async def authored(backend: LogBackend, author: str, room: str | None) -> list[tuple[int, str]]:
@@ -70,15 +75,7 @@ async def erase(
         async with backend.transaction() as conn:
             ids = await edits.authored(conn, author, room, after=after, limit=BATCH)
             for msg_id in ids:
-                appended = await edits.remove(
-                    conn,
-                    msg_id,
-                    _MODERATOR,
-                    raw=edits.delete_raw(msg_id, reason),
-                    log=backend,
-                )
-                event = appended.rows[0]
-                report.messages.append((msg_id, event.room, event.id))
+                report.messages.append(await _delete(conn, backend, msg_id, reason))
         if len(ids) < BATCH:
             break
         after = ids[-1]
