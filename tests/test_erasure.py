@@ -11,7 +11,6 @@ import secrets
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.backends import Backend, rows, scalar
 from tests.helpers import CliResult, ServerProcess, Start, run_cli

@@ -19,7 +19,7 @@ import click
 import orjson
 from wcwidth import wcswidth
 
-from chatlog.log.schema import STORED_TIME_FORMAT
+from chatlog.log.basics import STORED_TIME_FORMAT
 
 FORMATS: Final = ("table", "json", "jsonl", "csv")
 FC = TypeVar("FC", bound=Callable[..., Any])

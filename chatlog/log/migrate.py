@@ -12,10 +12,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import Connection, inspect, text
-
 if TYPE_CHECKING:  # alembic is imported only to migrate: it costs most of a command's start-up
     from alembic.config import Config
+    from sqlalchemy import Connection
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 #: The ``revision = "..."`` and ``down_revision = ...`` lines of a migration script (typed or not).
@@ -57,6 +56,8 @@ def run(sync_conn: Connection, name: str, revision: str) -> None:
 def current(sync_conn: Connection) -> str | None:
     """The revision the database is at, or ``None`` for an empty database (one query on
     ``alembic_version``, as alembic's own check makes, without importing alembic)."""
+    from sqlalchemy import inspect, text
+
     if not inspect(sync_conn).has_table("alembic_version"):
         return None
     value = sync_conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
@@ -71,6 +72,8 @@ def head() -> str:
 
 async def schema_revision(conn: AsyncConnection) -> str | None:
     """The stored revision, as a writer op (``/readyz`` proves the writer can reach it)."""
+    from sqlalchemy import text
+
     value = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
     return None if value is None else str(value)
 
