@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -295,6 +294,8 @@ def _target(path: str) -> Iterator[IO[bytes]]:
     if path == "-":
         yield output.for_terminal(_stdout())
         return
+    import tempfile  # export -o only
+
     final = Path(path)
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
