@@ -18,8 +18,11 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 def commands(group: click.Group, prefix: str = "chatlog") -> Iterator[tuple[str, click.Command]]:
-    """Every command under ``group``, recursively, with its full name."""
-    for name, command in sorted(group.commands.items()):
+    """Every command under ``group``, recursively, with its full name (a lazy group's too)."""
+    ctx = click.Context(group)
+    for name in sorted(group.list_commands(ctx)):
+        command = group.get_command(ctx, name)
+        assert command is not None
         path = f"{prefix} {name}"
         yield path, command
         if isinstance(command, click.Group):

@@ -6,8 +6,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from chatlog.cli.errors import not_a_url, remember_database
 from chatlog.settings import Settings, SettingsError, database_url
@@ -35,9 +33,15 @@ def db_url(value: str | None) -> str:
     """
     try:
         url = database_url(value or Settings.db)
-        make_url(url)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+    if "://" not in (value or Settings.db):
+        return url  # made from a file path: nothing to parse (and no SQLAlchemy to import)
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
     except (ArgumentError, ValueError) as exc:
         raise click.UsageError(not_a_url(exc)) from None
     return url

@@ -19,19 +19,19 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from alembic.util import CommandError
-from sqlalchemy.exc import ArgumentError
 
 from chatlog.cli.helptext import FullSummaries
-from chatlog.cli.schema import SchemaNotCurrent
-from chatlog.history.replay import SelectionError
-from chatlog.history.transfer import ImportFailed
-from chatlog.log import migrate
-from chatlog.log.open import describe, explain_failure
 from chatlog.settings import Settings, SettingsError, database_url
+
+if TYPE_CHECKING:  # the rules name these by where they live: see _Named
+    from alembic.util import CommandError
+    from sqlalchemy.exc import ArgumentError
+
+    from chatlog.cli.schema import SchemaNotCurrent
+    from chatlog.history.replay import SelectionError
 
 #: Where ``--db`` leaves the database it was given (``ctx.meta`` is shared by nested contexts).
 _DATABASE_KEY = "chatlog.cli.database"
@@ -65,12 +65,16 @@ class Database:
     @property
     def name(self) -> str:
         """The file's path, or which database on which PostgreSQL server."""
+        from chatlog.log.open import describe
+
         return describe(self.url)[0] if self.url is not None else "the database"
 
     @property
     def server(self) -> str | None:
         """``host:port`` of the database server, ``None`` for a file: a refused connection
         then means the server is not there, not that a file is unusable."""
+        from chatlog.log.open import describe
+
         return describe(self.url)[1] if self.url is not None else None
 
 
@@ -124,6 +128,8 @@ def _schema(exc: SchemaNotCurrent, db: Database) -> click.ClickException:
             f"{db.name} is not a chatlog database (it has no chatlog tables); give the path of "
             "a log made by `chatlog serve`, or create one with `chatlog db upgrade`"
         )
+    from chatlog.log import migrate
+
     if exc.revision in migrate.revisions():
         return click.ClickException(
             f"{db.name} is at schema revision {exc.revision} and this chatlog needs "
@@ -146,6 +152,8 @@ def _missing_driver(exc: ModuleNotFoundError, _db: Database) -> click.ClickExcep
 
 def _database(exc: Exception, db: Database) -> click.ClickException | None:
     # The log's backend knows what its driver's errors mean.
+    from chatlog.log.open import explain_failure
+
     message = explain_failure(db.url, exc) if db.url is not None else None
     return None if message is None else click.ClickException(message)
 
@@ -175,14 +183,32 @@ def _os_error(exc: OSError, db: Database) -> click.ClickException:
     return click.ClickException(reason)
 
 
+@dataclass(frozen=True)
+class _Named:
+    """An exception class named by its module, so the policy imports nothing to know it: an
+    exception of a class whose module was never imported cannot have been raised (this keeps
+    alembic, SQLAlchemy and the history modules out of a command that does not use them)."""
+
+    module: str
+    name: str
+
+    def loaded(self) -> tuple[type[BaseException], ...]:
+        """The class, or no class when its module is not loaded."""
+        module = sys.modules.get(self.module)
+        return (getattr(module, self.name),) if module is not None else ()
+
+
+#: What a rule matches: exception classes, or ones named by where they live.
+Match = type[BaseException] | _Named | tuple[type[BaseException] | _Named, ...]
+
 #: Which exceptions are expected failures, and the line each becomes; the first match wins.
 #: (The log's ``LogUnavailable`` is a ``SettingsError``: its message is written for people.)
-RULES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Rule], ...] = (
-    ((SettingsError, ImportFailed), _as_written),
-    (SelectionError, _bad_selection),
-    (ArgumentError, _bad_url),
-    (CommandError, _migration),
-    (SchemaNotCurrent, _schema),
+RULES: tuple[tuple[Match, Rule], ...] = (
+    ((SettingsError, _Named("chatlog.history.transfer", "ImportFailed")), _as_written),
+    (_Named("chatlog.history.replay", "SelectionError"), _bad_selection),
+    (_Named("sqlalchemy.exc", "ArgumentError"), _bad_url),
+    (_Named("alembic.util.exc", "CommandError"), _migration),
+    (_Named("chatlog.cli.schema", "SchemaNotCurrent"), _schema),
     (ModuleNotFoundError, _missing_driver),
     (Exception, _database),  # the database driver's errors, bare or wrapped by SQLAlchemy
     (OSError, _os_error),
@@ -191,10 +217,18 @@ RULES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Rule],
 
 def translate(exc: BaseException, db: Database) -> click.ClickException | None:
     """The one-line error for an expected failure, or ``None`` for a bug."""
-    for types, rule in RULES:
-        if isinstance(exc, types) and (failure := rule(exc, db)) is not None:
+    for match, rule in RULES:
+        if isinstance(exc, _classes(match)) and (failure := rule(exc, db)) is not None:
             return failure
     return None
+
+
+def _classes(match: Match) -> tuple[type[BaseException], ...]:
+    """The classes ``match`` stands for now."""
+    parts = match if isinstance(match, tuple) else (match,)
+    return tuple(
+        c for part in parts for c in (part.loaded() if isinstance(part, _Named) else (part,))
+    )
 
 
 # --- applying it -----------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -21,10 +20,10 @@ import click
 from chatlog.cli.common import db_option, db_url
 from chatlog.cli.errors import BadInput, interrupt_ends_run
 from chatlog.cli.schema import require_current
-from chatlog.history import output, playback, replay, transfer
+from chatlog.history import output, playback, replay
 from chatlog.history import params as params_
 from chatlog.log import readonly as reader
-from chatlog.log.open import open_log
+from chatlog.log.open import open_reader
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -52,7 +51,7 @@ async def _run_sql(
     out: IO[bytes],
     limit_s: float | None,
 ) -> None:
-    backend = open_log(url, access="read")
+    backend = open_reader(url)
     try:
         await require_current(backend)
         async with backend.read_only(limit_s=limit_s) as log:
@@ -191,7 +190,7 @@ async def _play(
     pace: float | None = None,
     desc: str = "replay",
 ) -> int:
-    backend = open_log(url, access="read")
+    backend = open_reader(url)
     bar: playback.Progress | None = None
     try:
         await require_current(backend)
@@ -295,6 +294,8 @@ def _target(path: str) -> Iterator[IO[bytes]]:
     if path == "-":
         yield output.for_terminal(_stdout())
         return
+    import tempfile  # export -o only
+
     final = Path(path)
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
@@ -383,6 +384,8 @@ def import_command(file: str, db: str | None, max_message_bytes: int) -> None:
         chatlog import chat.jsonl --db restored.db
         chatlog export --db old.db | chatlog import - --db new.db
     """
+    from chatlog.history import transfer  # SQLAlchemy: only import needs it here
+
     url = db_url(db)
     if file == "-":
         source: IO[bytes] = sys.stdin.buffer

@@ -8,9 +8,13 @@ database's own words (``no such table: retention``). The error policy
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chatlog.log import migrate
-from chatlog.log.backend import LogBackend
 from chatlog.log.open import open_log
+
+if TYPE_CHECKING:
+    from chatlog.log.readonly import Readable
 
 
 class SchemaNotCurrent(Exception):
@@ -24,7 +28,7 @@ class SchemaNotCurrent(Exception):
         self.head = head
 
 
-async def require_current(log: LogBackend) -> None:
+async def require_current(log: Readable) -> None:
     """Raise :class:`SchemaNotCurrent` unless the log is at the newest revision."""
     revision = await log.revision()
     if revision != migrate.head():

@@ -57,7 +57,7 @@ async def _search(url: str, request: SearchRequest, fmt: str, out: IO[bytes]) ->
     backend = open_log(url, access="read")
     try:
         async with backend.read_only() as reader:
-            rows = await backend.search_index.find(reader.conn, request)
+            rows = await backend.search_index.find(reader.connection(), request)
     finally:
         await backend.dispose()
     results = [result(row, request.query) for row in rows]

@@ -17,9 +17,8 @@ from typing import IO, Any, Final, TypeVar, cast
 
 import click
 import orjson
-from wcwidth import wcswidth
 
-from chatlog.log.schema import STORED_TIME_FORMAT
+from chatlog.log.basics import STORED_TIME_FORMAT
 
 FORMATS: Final = ("table", "json", "jsonl", "csv")
 FC = TypeVar("FC", bound=Callable[..., Any])
@@ -193,6 +192,8 @@ async def write_rows(columns: Sequence[str], batches: Batches, fmt: str, out: IO
 def display_width(text: str) -> int:
     """Columns ``text`` takes on a terminal: East Asian wide characters and emoji count two,
     combining marks none (``text`` is printable: :func:`terminal_safe` made it so)."""
+    from wcwidth import wcswidth  # tables only: not worth its import to JSON or a pipe
+
     width = wcswidth(text)
     return width if width >= 0 else len(text)
 

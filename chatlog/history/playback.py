@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import IO, Any, Protocol
 
 from chatlog.history.replay import Format, Selection
-from chatlog.log.backend import LogBackend, ReadOnly
+from chatlog.log.readonly import Readable, ReadOnly
 
 #: ``--follow`` checks for new rows this often when they keep coming, backing off to
 #: ``FOLLOW_MAX`` while the log is idle: one indexed ``max(id)`` lookup per check.
@@ -53,7 +53,7 @@ def progress_bar(total: int | None, *, desc: str, stream: IO[str] | None = None)
 class Player:
     """Writes the rows of a selection in one format to a binary stream."""
 
-    log: LogBackend
+    log: Readable
     selection: Selection
     fmt: Format
     out: IO[bytes]

@@ -22,9 +22,9 @@ from typing import Any, Final
 import orjson
 
 from chatlog.history.output import terminal_safe
-from chatlog.log.backend import ReadOnly
+from chatlog.log.basics import COLUMNS, STORED_TIME_FORMAT
 from chatlog.log.model import StoredMessage, stored_fields
-from chatlog.log.schema import COLUMNS, STORED_TIME_FORMAT
+from chatlog.log.readonly import ReadOnly
 from chatlog.protocol import encode, format_sent
 
 FORMATS: Final = ("text", "jsonl", "wire")

@@ -31,22 +31,18 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chatlog.log import migrate
+from chatlog.log.basics import LogUnavailable
 from chatlog.log.model import LiveConnection, NewMessage, Op, StoredMessage
 from chatlog.log.queries import LogView
 from chatlog.log.readonly import ReadOnly
 from chatlog.log.schema import meta
 from chatlog.log.search import SearchIndex
-from chatlog.settings import SettingsError
 
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (or its type's name)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-class LogUnavailable(SettingsError):
-    """The log cannot be opened or used as asked; the message says why and what to do."""
 
 
 class Listener(Protocol):

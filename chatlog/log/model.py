@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatlog.protocol import chat_frame, delete_frame, edit_frame
 
 #: A write the writer runs in its own savepoint, in queue order (presence, errors, retention).
-Op = Callable[[AsyncConnection], Awaitable[Any]]
+Op = Callable[["AsyncConnection"], Awaitable[Any]]
 
 
 def utcnow() -> datetime:

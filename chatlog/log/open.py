@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import unquote
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from chatlog.log.basics import LogUnavailable
 
-from chatlog.log.backend import LogBackend, LogUnavailable
+if TYPE_CHECKING:  # a SQLite file's reader needs no SQLAlchemy: see open_reader
+    from chatlog.log.backend import LogBackend
+    from chatlog.log.sqlite.lite import SqliteFile
 
 #: ``create``: open, making the database if needed (serve, import, db upgrade); ``write``: an
 #: existing log (purge, vacuum, db downgrade); ``read``: an existing log, read-only.
@@ -19,6 +21,8 @@ Access = Literal["create", "write", "read"]
 def open_log(url: str, *, access: Access = "create", synchronous: str = "FULL") -> LogBackend:
     """The backend for ``url`` (an async SQLAlchemy URL, see ``chatlog.settings``); no I/O
     beyond checking that a file is where ``access`` needs it."""
+    from sqlalchemy.engine import make_url
+
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         from chatlog.log.sqlite.backend import SqliteBackend
@@ -35,6 +39,22 @@ def open_log(url: str, *, access: Access = "create", synchronous: str = "FULL") 
             ) from None
         return PostgresBackend(url)
     raise LogUnavailable(f"unsupported database {backend!r}; use SQLite or PostgreSQL")
+
+
+#: The URL ``chatlog.settings.database_url`` makes of a file path (the path percent-encoded).
+_SQLITE_FILE = "sqlite+aiosqlite:///"
+
+
+def open_reader(url: str) -> LogBackend | SqliteFile:
+    """The log at ``url`` opened read-only for ``chatlog sql`` and ``replay``: a SQLite file
+    through :mod:`chatlog.log.sqlite.lite` (the driver alone; no SQLAlchemy to import, which
+    was most of those commands' start-up), anything else as :func:`open_log` opens it."""
+    path = unquote(url.removeprefix(_SQLITE_FILE))
+    if url.startswith(_SQLITE_FILE) and "?" not in url and path not in ("", ":memory:"):
+        from chatlog.log.sqlite.lite import SqliteFile
+
+        return SqliteFile(url, path)
+    return open_log(url, access="read")
 
 
 @asynccontextmanager
@@ -69,6 +89,9 @@ async def drop_database(server_url: str, name: str) -> None:
 
 def _backend_class(url: str) -> type[LogBackend] | None:
     """The backend class for ``url``, or ``None`` when it is not one (or its driver is missing)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         backend = make_url(url).get_backend_name()
         if backend == "sqlite":

@@ -10,29 +10,57 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import date
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+if TYPE_CHECKING:  # SQLite's reads in the CLI run without SQLAlchemy (chatlog.log.sqlite.lite)
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 BATCH: Final = 5000
 
 Rows = AsyncIterator[list[tuple[Any, ...]]]
 
 
+class Readable(Protocol):
+    """What ``replay`` and ``sql`` read through: a backend, or a SQLite file's own reader."""
+
+    def read_only(self, *, limit_s: float | None = None) -> AbstractAsyncContextManager[ReadOnly]:
+        """``async with log.read_only() as reader``: one read-only transaction."""
+        ...
+
+    async def revision(self) -> str | None:
+        """The schema revision the log is at (``None``: no chatlog tables)."""
+        ...
+
+    def driver_error(self, exc: BaseException) -> BaseException | None:
+        """The database driver's error under ``exc``, if it is one."""
+        ...
+
+    async def dispose(self) -> None:
+        """Close what is open."""
+        ...
+
+
 class ReadOnly:
     """One read-only connection in one read-only transaction (SQLAlchemy streaming)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection | None) -> None:
+        #: ``None`` for a read on the driver's own connection (a subclass does the reading).
         self.conn = conn
+
+    def connection(self) -> AsyncConnection:
+        """The SQLAlchemy connection this read runs on (a backend's reads have one)."""
+        assert self.conn is not None, "a read without SQLAlchemy overrides this method"
+        return self.conn
 
     async def run(
         self, sql: str, params: Mapping[str, Any] | None = None, size: int = BATCH
     ) -> tuple[list[str], Rows]:
         """Run ``sql`` (named ``:params``); return its column names and its rows in batches."""
-        result = await self.conn.stream(text(sql), dict(params or {}))
+        from sqlalchemy import text
+
+        result = await self.connection().stream(text(sql), dict(params or {}))
         return list(result.keys()), _stream_batches(result, size)
 
     async def batches(
@@ -45,7 +73,9 @@ class ReadOnly:
 
     async def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """The first column of the first row of ``sql``."""
-        return (await self.conn.execute(text(sql), dict(params or {}))).scalar()
+        from sqlalchemy import text
+
+        return (await self.connection().execute(text(sql), dict(params or {}))).scalar()
 
     async def interrupt_after(self, seconds: float) -> asyncio.TimerHandle | None:
         """Arrange for the running statement to be stopped after ``seconds``, where the
@@ -70,7 +100,7 @@ async def _stream_batches(result: Any, size: int) -> Rows:
 
 def explain(exc: BaseException, *, timeout: float | None = None) -> str:
     """One line saying why a statement of ``chatlog sql`` failed (the database opened)."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    orig = getattr(exc, "orig", None) or exc  # the driver's error, when SQLAlchemy wraps one
     message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     lowered = message.lower()
     if any(s in lowered for s in ("interrupted", "statement timeout", "canceling statement")):

@@ -20,6 +20,8 @@ from sqlalchemy import (
     text,
 )
 
+from chatlog.log import basics
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -30,9 +32,8 @@ metadata = MetaData(
     }
 )
 
-#: How a timestamp is stored on SQLite (what SQLAlchemy's DATETIME writes and reads back), and
-#: how JSON output prints one on either backend: UTC, microseconds, no zone.
-STORED_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+#: How a timestamp is stored on SQLite (see :mod:`chatlog.log.basics`, importable without this).
+STORED_TIME_FORMAT = basics.STORED_TIME_FORMAT
 
 # SQLite needs exactly INTEGER for a rowid alias; elsewhere ids are 64-bit.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -72,7 +73,7 @@ messages = Table(
 )
 
 #: Every column of ``messages``, in table order (the keys of an exported row).
-COLUMNS = tuple(str(column.name) for column in messages.columns)
+COLUMNS = basics.COLUMNS
 
 #: The earlier versions of an edited chat row, one per edit, oldest first: what the row said
 #: before the edit event ``edit_id`` replaced it. Erased with the message.

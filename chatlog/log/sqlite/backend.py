@@ -40,6 +40,7 @@ from chatlog.log.search import searchable
 from chatlog.log.sqlite import checkpoint
 from chatlog.log.sqlite.commit import SqliteCommitter
 from chatlog.log.sqlite.engine import make_engine, sqlite_path
+from chatlog.log.sqlite.lite import check_path
 from chatlog.log.sqlite.readonly import read_only
 from chatlog.log.sqlite.search import SqliteSearch
 from chatlog.log.sqlite.watch import SqliteFeed
@@ -47,19 +48,6 @@ from chatlog.log.sqlite.watch import SqliteFeed
 log = logging.getLogger(__name__)
 
 _IMPORT = f"INSERT INTO messages ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-
-
-def check_path(path: Path | None, *, must_exist: bool) -> None:
-    """Fail early, with a message that says what to do, when a file cannot be used."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise LogUnavailable(f"{path} is a directory; give a database file path")
-    if must_exist and not path.is_file():
-        raise LogUnavailable(f"no database at {path}; start `chatlog serve --db {path}` first")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not must_exist and not parent.is_dir():
-        raise LogUnavailable(f"cannot create {path}: directory {parent} does not exist")
 
 
 #: SQLite's error names, and what each means for the person who gave ``--db``.

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+if TYPE_CHECKING:  # the pragmas serve chatlog.log.sqlite.lite too, which has no SQLAlchemy
+    from sqlalchemy import Connection
+    from sqlalchemy.engine import URL
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 BUSY_TIMEOUT_MS = 5000
 
 
 def sqlite_path(url: str) -> Path | None:
     """The file behind a SQLite URL, or ``None`` for a database in memory."""
+    from sqlalchemy.engine import make_url
+
     database = make_url(url).database
     if database in (None, "", ":memory:"):
         return None
@@ -46,6 +49,8 @@ def readonly_url(path: Path) -> URL:
     """The URL that opens ``path`` read-only and never creates it: a SQLite ``file:`` URI
     (``mode=ro``) in which the path is percent-encoded, so ``#``, ``?`` and ``%`` in a file
     name are part of the name, not a fragment, a query or an escape."""
+    from sqlalchemy.engine import URL
+
     return URL.create(
         "sqlite+aiosqlite",
         database="file:" + quote(str(path), safe="/"),
@@ -55,6 +60,9 @@ def readonly_url(path: Path) -> URL:
 
 def make_engine(url: str, *, synchronous: str = "FULL", readonly: bool = False) -> AsyncEngine:
     """An async engine for the log, with the pragmas applied on every connection."""
+    from sqlalchemy import event
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     connect_args: dict[str, Any] = {"timeout": BUSY_TIMEOUT_MS / 1000}
     path = sqlite_path(url)
     target: str | URL = url

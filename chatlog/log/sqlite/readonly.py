@@ -18,12 +18,13 @@ import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import date, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from chatlog.log.basics import STORED_TIME_FORMAT
 from chatlog.log.readonly import BATCH, ReadOnly, Rows, column_names
-from chatlog.log.schema import STORED_TIME_FORMAT
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 #: Pragmas that only read, even when given an argument such as a table name.
 _READ_PRAGMAS: Final = frozenset(
@@ -94,7 +95,7 @@ class SqliteReadOnly(ReadOnly):
     """A read-only transaction on aiosqlite's own cursor."""
 
     def __init__(
-        self, conn: AsyncConnection, driver: Any, authorizer: _Authorizer | None = None
+        self, conn: AsyncConnection | None, driver: Any, authorizer: _Authorizer | None = None
     ) -> None:
         super().__init__(conn)
         self._driver = driver
@@ -115,6 +116,11 @@ class SqliteReadOnly(ReadOnly):
                 ) from exc
             raise
         return column_names(cursor.description), _batches(cursor, size)
+
+    async def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        async with self._driver.execute(sql, dict(params or {})) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else row[0]
 
     async def interrupt_after(self, seconds: float) -> asyncio.TimerHandle | None:
         driver = self._driver
@@ -147,7 +153,9 @@ async def _batches(cursor: Any, size: int) -> AsyncIterator[list[tuple[Any, ...]
     finally:
         with suppress(Exception):  # a batch fetched ahead that nobody wants any more
             await pending
-        await cursor.close()
+        # A reader that stopped early (`| head`) may be finalized after its connection closed.
+        with suppress(sqlite3.ProgrammingError, ValueError):
+            await cursor.close()
 
 
 @asynccontextmanager
