@@ -19,6 +19,7 @@ overrides only what its database does differently.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -114,6 +115,12 @@ class WriteSession(ABC):
         """After a commit that erased text: get the old bytes out of the files (SQLite: a
         truncating WAL checkpoint; see :meth:`LogBackend.scrub`)."""
         return None
+
+    def holding_delivery(self) -> AbstractAsyncContextManager[object]:
+        """Held around ops and their :meth:`scrub`: this process's feed reads no rows from the
+        table meanwhile, so a ``Delete`` reaches a socket only once its text is scrubbed
+        (SQLite; a no-op where nothing needs scrubbing)."""
+        return contextlib.nullcontext()
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,16 +192,17 @@ class Writer:
     async def _run_ops(
         self, session: WriteSession, ops: list[tuple[Op, asyncio.Future[Any]]]
     ) -> bool:
-        if not await _run_ops(session, ops):
-            return False
-        appended = [
-            f.result()
-            for _op, f in ops
-            if f.done() and not f.cancelled() and f.exception() is None
-            if isinstance(f.result(), Appended)
-        ]
-        if any(a.erased for a in appended):
-            await session.scrub()
+        async with session.holding_delivery():
+            if not await _run_ops(session, ops):
+                return False
+            appended = [
+                f.result()
+                for _op, f in ops
+                if f.done() and not f.cancelled() and f.exception() is None
+                if isinstance(f.result(), Appended)
+            ]
+            if any(a.erased for a in appended):
+                await session.scrub()
         rows = [row for a in appended for row in a.rows]
         if rows:
             self._on_commit(rows)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -103,6 +103,9 @@ class SqliteBackend(LogBackend):
         self.checkpoints: checkpoint.Checkpointer | None = None
         #: The running writer's own connection (None while no writer runs).
         self.committer: SqliteCommitter | None = None
+        #: Held by the writer around ops and their scrub, and by the feed around each read of
+        #: new rows: an erasing commit is read (and delivered) only once it is scrubbed.
+        self.delivery_hold = asyncio.Lock()
 
     async def dispose(self) -> None:
         if self.checkpoints is not None:
@@ -139,7 +142,7 @@ class SqliteBackend(LogBackend):
     def feed(self, listener: Listener, node: Node) -> Feed:
         if self.path is None:
             return _LocalFeed(self, listener)
-        return SqliteFeed(self.engine, self.path, listener, node)
+        return SqliteFeed(self.engine, self.path, listener, node, hold=self.delivery_hold)
 
     async def sweep(self, node: str | None = None) -> int:
         # One server owns the file: every connection row at start-up is a crash's leftover.
@@ -239,6 +242,9 @@ class _SqliteSession(WriteSession):
                 await self.committer.checkpoint()
             except sqlite3.Error as exc:  # disk full, read-only: the WAL keeps the data
                 log.warning("WAL checkpoint failed: %s", exc)
+
+    def holding_delivery(self) -> AbstractAsyncContextManager[object]:
+        return self._backend.delivery_hold
 
     async def scrub(self) -> None:
         try:

@@ -54,13 +54,22 @@ class SqliteFeed(Feed):
     """Shared-file delivery and presence for one server process (module docstring)."""
 
     def __init__(
-        self, engine: AsyncEngine, path: Path, listener: Listener, node: Node, *, poll: float = POLL
+        self,
+        engine: AsyncEngine,
+        path: Path,
+        listener: Listener,
+        node: Node,
+        *,
+        poll: float = POLL,
+        hold: asyncio.Lock | None = None,
     ) -> None:
         self.engine = engine
         self.path = path
         self.listener = listener
         self.node = node
         self.poll = poll
+        #: The writer's hold around ops and their scrub (see ``SqliteBackend.delivery_hold``).
+        self.hold = hold or asyncio.Lock()
         self.address = nodes.address_of(node.address)
         self.follower = Follower(listener, self._read_after)
         #: ``data_version`` checks made, and those that found another connection's commit.
@@ -142,7 +151,8 @@ class SqliteFeed(Feed):
         return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
 
     async def _read_after(self, after: int, limit: int) -> list[Row]:
-        rows: list[Row] = await self._on_thread(self._query, _READ_AFTER, (after, limit))
+        async with self.hold:
+            rows: list[Row] = await self._on_thread(self._query, _READ_AFTER, (after, limit))
         return rows
 
     async def _watch(self) -> None:
