@@ -162,22 +162,6 @@ def open_backend(kind: str, directory: Path) -> Iterator[Backend]:
 
 # --- a log the server wrote -------------------------------------------------------------------
 
-#: The columns of ``messages``, in the order ``export`` writes them.
-COLUMNS = (
-    "id",
-    "room",
-    "ws_id",
-    "author",
-    "message",
-    "text",
-    "raw",
-    "sent_at",
-    "nonce",
-    "kind",
-    "target_id",
-    "edited_at",
-    "deleted_at",
-)
 
 #: Chat texts the server accepts that a transcript must still show safely.
 TRICKY = [

@@ -12,7 +12,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from chatlog.history.row_rules import MAX_IMPORT_ID, max_line_bytes
-from tests.backends import COLUMNS, rows
+from chatlog.log.basics import COLUMNS
+from tests.backends import rows
 from tests.helpers import run_cli
 from tests.wsclients import ChatClient, ws_url
 

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 from chatlog.history.output import terminal_safe
 from chatlog.history.replay import SelectionError, parse_range, parse_time
+from chatlog.log.basics import COLUMNS
 from chatlog.log.open import opened
 from chatlog.settings import database_url
-from tests.backends import COLUMNS, Backend, ServedLog, rows
+from tests.backends import Backend, ServedLog, rows
 from tests.helpers import run_cli
 from tests.wsclients import Connect
 
