@@ -9,8 +9,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from chatlog.log.basics import COLUMNS
 from chatlog.settings import Settings
-from tests.backends import COLUMNS, Backend, ServedLog, rows
+from tests.backends import Backend, ServedLog, rows
 from tests.helpers import in_thread, run_cli, start_server
 from tests.wsclients import ChatClient, ws_url
 
