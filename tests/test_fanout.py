@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestServer
 
 from chatlog.log.model import StoredMessage
 from chatlog.protocol import CLOSE_SLOW_CONSUMER
-from chatlog.server.client import ws_frame
 from chatlog.server.keys import RUNTIME
+from chatlog.server.wire import ws_frame
 from tests.helpers import ServerProcess, Start, skip_or_fail
 from tests.wsclients import ChatClient, Connect, b64, ws_url
 

@@ -29,9 +29,7 @@ COMMANDS: dict[str, Lazy] = {
         "chatlog.cli.admin:vacuum_command",
         "Give the space of deleted rows back to the file system (run after a large purge).",
     ),
-    "sql": Lazy(
-        "chatlog.cli.history:sql_command", "Run one SQL statement against the log, read-only."
-    ),
+    "sql": Lazy("chatlog.cli.sql:sql_command", "Run one SQL statement against the log, read-only."),
     "replay": Lazy(
         "chatlog.cli.history:replay_command",
         "Print the messages of RANGE (IDs): 100..200 (inclusive), 100.., ..200, or 100.",

@@ -24,7 +24,8 @@ from typing import Final
 from chatlog import protocol
 from chatlog.log.backend import LogBackend
 from chatlog.log.model import StoredMessage
-from chatlog.server.client import FIRST, LAST, MIDDLE, WHOLE, Client, ws_frame
+from chatlog.server.client import Client
+from chatlog.server.wire import FIRST, LAST, MIDDLE, WHOLE, ws_frame
 
 #: Frames (bytes) one page of a large answer aims at; a page holds at least one row.
 PAGE_BYTES: Final = 256 * 1024

@@ -19,11 +19,20 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from chatlog import protocol
+from chatlog.server.wire import (
+    Batch,
+    FlowControl,
+    Outgoing,
+    outgoing,
+    raw_writer,
+    split_frames,
+    writable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,84 +41,9 @@ CLOSE_TIMEOUT = 2.0
 #: Most bytes the writer task joins into one write when several batches are queued.
 WRITE_MAX = 256 * 1024
 
-#: Encoded frame payloads (compact JSON), in order.
-Batch = tuple[bytes, ...]
-#: What a client's queue holds: WebSocket wire bytes of one or more frames (nothing else).
-Outgoing = bytes
-
-#: Opcode bytes (FIN bit and opcode) of a whole text frame, a first fragment, a middle one
-#: and the last one of a fragmented text message (RFC 6455 section 5.4).
-WHOLE, FIRST, MIDDLE, LAST = 0x81, 0x01, 0x00, 0x80
-
-
-def ws_frame(payload: bytes, opcode: int = WHOLE) -> bytes:
-    """One unmasked, uncompressed WebSocket data frame (RFC 6455 section 5.2); a final text
-    frame unless ``opcode`` says it is a fragment."""
-    n = len(payload)
-    if n < 126:
-        return bytes((opcode, n)) + payload
-    if n < 65536:
-        return bytes((opcode, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((opcode, 127)) + n.to_bytes(8, "big") + payload
-
-
-def outgoing(frames: Batch) -> Outgoing:
-    """Frame a batch of payloads once; the result may be queued to any number of clients."""
-    return b"".join([ws_frame(frame) for frame in frames])
-
-
-def split_frames(wire: bytes) -> list[tuple[int, bytes]]:
-    """The (opcode byte, payload) of each frame :func:`ws_frame` built into ``wire``."""
-    frames, pos = [], 0
-    view = memoryview(wire)
-    while pos < len(wire):
-        opcode, n, head = wire[pos], wire[pos + 1], 2
-        if n == 126:
-            n, head = int.from_bytes(view[pos + 2 : pos + 4], "big"), 4
-        elif n == 127:
-            n, head = int.from_bytes(view[pos + 2 : pos + 10], "big"), 10
-        frames.append((opcode, bytes(view[pos + head : pos + head + n])))
-        pos += head + n
-    return frames
-
 
 class ClientGone(Exception):
     """The client closed or was closed while an answer was being written to it."""
-
-
-class _FlowControl(Protocol):
-    @property
-    def writing_paused(self) -> bool: ...
-
-
-def raw_writer(ws: web.WebSocketResponse) -> tuple[asyncio.Transport, _FlowControl] | None:
-    """The socket's transport and flow-control protocol, or ``None`` to use ``send_frame``.
-
-    This is the one place that touches aiohttp internals: ``ws._writer`` (the
-    ``WebSocketWriter``, with ``.transport`` and ``.protocol``) and, in :func:`_writable`,
-    the protocol's ``_drain_helper``. aiohttp has no public API to write pre-framed bytes, and
-    going through ``send_frame`` once per frame costs a syscall per frame. When a future
-    aiohttp renames them, or the socket compresses, this returns ``None`` and the client
-    falls back to ``send_frame``: slower, equally correct.
-    """
-    writer = getattr(ws, "_writer", None)
-    transport = getattr(writer, "transport", None)
-    proto = getattr(writer, "protocol", None)
-    # Duck-typed: uvloop's transports are not asyncio.Transport subclasses.
-    if (
-        ws.compress
-        or not callable(getattr(transport, "write", None))
-        or not callable(getattr(transport, "is_closing", None))
-        or not isinstance(getattr(proto, "writing_paused", None), bool)
-        or not callable(getattr(proto, "_drain_helper", None))
-    ):
-        return None
-    return cast(asyncio.Transport, transport), cast(_FlowControl, proto)
-
-
-async def _writable(proto: _FlowControl) -> None:
-    """Wait until the transport has drained below its low-water mark (see :func:`raw_writer`)."""
-    await proto._drain_helper()  # type: ignore[attr-defined]
 
 
 class FanoutStats:
@@ -158,7 +92,7 @@ class Client:
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._partial: list[bytes] = []
         self._wakeup: asyncio.Future[None] | None = None
-        self._raw: tuple[asyncio.Transport, _FlowControl] | None = None
+        self._raw: tuple[asyncio.Transport, FlowControl] | None = None
         self._on_overflow = on_overflow
         self._task: asyncio.Task[None] | None = None
         # While resuming, live frames wait here until the backlog has been queued.
@@ -322,7 +256,7 @@ class Client:
                         if raw is not None and raw[1].writing_paused:
                             # A large answer waits for the peer: the watchdog sees it too.
                             self.writing_since = loop.time()
-                            await _writable(raw[1])
+                            await writable(raw[1])
                             self.writing_since = None
                             continue
                         self._notify_drained()
@@ -345,7 +279,7 @@ class Client:
                 if proto.writing_paused:
                     # The peer is not taking our bytes: Hub.kick_stalled closes it after a while.
                     self.writing_since = loop.time()
-                    await _writable(proto)
+                    await writable(proto)
                     self.writing_since = None
                     continue
                 chunks: list[bytes] = []

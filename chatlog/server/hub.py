@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 from chatlog import protocol
 from chatlog.log.model import LiveConnection, StoredMessage
-from chatlog.server.client import Client, FanoutStats, outgoing
+from chatlog.server.client import Client, FanoutStats
+from chatlog.server.wire import outgoing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
