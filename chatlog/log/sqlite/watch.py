@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 #: Seconds between two ``data_version`` checks of an idle server: a foreign row waits at
 #: most this long (plus its read) before it is on the sockets.
 POLL = 0.025
+#: Seconds :meth:`SqliteFeed.close` waits for its loops to finish their database call.
+STOP_TIMEOUT = 5.0
 _READ_AFTER = (
     "SELECT id, room, ws_id, author, raw, sent_at, kind, target_id, edited_at, deleted_at "
     "FROM messages WHERE id > ? ORDER BY id LIMIT ?"
@@ -81,6 +83,9 @@ class SqliteFeed(Feed):
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="chatlog-sqlite-watch")
         self._version = -1
         self._wake = asyncio.Event()
+        #: Set by :meth:`close`: the loops end between database calls, never inside one (a
+        #: task cancelled mid-call leaves SQLAlchemy a pooled connection it cannot reset).
+        self._stop = asyncio.Event()
         self._fingerprints: dict[str, tuple[int, str]] = {}
         self._sent: dict[str, list[str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -113,9 +118,13 @@ class SqliteFeed(Feed):
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stop.set()
+        self._wake.set()
+        if self._tasks:
+            _done, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             async with self._write() as conn:
                 await presence.remove_node(conn, self.node.node)
@@ -156,10 +165,12 @@ class SqliteFeed(Feed):
         return rows
 
     async def _watch(self) -> None:
-        while True:
+        while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll):
                     await self._wake.wait()
+            if self._stop.is_set():
+                return
             woken = self._wake.is_set()
             self._wake.clear()
             try:
@@ -206,7 +217,11 @@ class SqliteFeed(Feed):
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self.node.heartbeat)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.node.heartbeat):
+                    await self._stop.wait()
+            if self._stop.is_set():
+                return
             try:
                 async with self._write() as conn:
                     if await nodes.heartbeat(conn, self.node.node, self.address):
