@@ -28,7 +28,8 @@ SMALL = ("--clients", "5", "--senders", "2", "--messages", "200")
 
 
 def test_bench_spawn_baseline_smoke() -> None:
-    """A small spawned run against chatlog and the baseline loses and repeats nothing."""
+    """A small spawned run against chatlog and the baseline loses and repeats nothing, and
+    times the disk under the spawned log."""
     out = run_cli(
         "bench", "--spawn", "--baseline", *SMALL, "--json",
         env={"PYTHONUNBUFFERED": "1"}, process=True, timeout=90,
@@ -46,6 +47,10 @@ def test_bench_spawn_baseline_smoke() -> None:
         assert result["server_cpu_s"] is not None and result["server_peak_rss_mib"] > 0
     assert report["results"]["chatlog"]["rows_per_commit"] is not None
     assert {"deliveries_per_s", "latency_ms.p99"} <= set(report["ratios"])
+    # The disk under the spawned log, timed in the same run, and chatlog's latency above the
+    # bare server in its units.
+    assert report["fsync_ms"]["rounds"] > 0 and report["fsync_ms"]["p50"] > 0
+    assert set(report["above_bare"]) == {"p50_ms", "p50_x_fsync", "p99_ms", "p99_x_fsync"}
 
 
 def bench(*args: str) -> CliResult:

@@ -24,10 +24,13 @@ from typing import Any
 
 import click
 
+from chatlog.bench.disk import fsync_latency
 from chatlog.bench.loadgen import Config
 from chatlog.bench.measure import measure, stored_once
 from chatlog.bench.postgres import spawn_cluster
 from chatlog.bench.report import (
+    above_bare,
+    disk_lines,
     failures,
     notes_for,
     ratios_of,
@@ -101,7 +104,10 @@ def run_bench(
                     spawn_cluster, postgres, count, synchronous, server_args, workdir, env
                 )
                 targets.append(Target(f"postgres-{count}", make))
+        disk: list[dict[str, Any]] = []
         for i in range(repeat):
+            if spawn:  # the disk under the spawned logs, measured between the servers' runs
+                disk.append(fsync_latency(workdir))
             for target in targets:
                 launch = target.make()
                 try:
@@ -124,8 +130,13 @@ def run_bench(
             for name, summary in summaries.items()
             if name.startswith("postgres-")
         }
+        fsync = summarise(disk) if disk else None
         return {
             "config": asdict(cfg),
+            "fsync_ms": fsync,
+            "above_bare": above_bare(summaries[main], summaries["baseline"], fsync)
+            if baseline and fsync
+            else None,
             "vs_sqlite": vs_sqlite,
             "synchronous": synchronous if spawn else None,
             "repeat": repeat,
@@ -275,6 +286,8 @@ def bench(
         click.echo(json.dumps(report, indent=2, default=str))
     else:
         click.echo(render(cfg, report["results"], report["ratios"], report["vs_sqlite"]))
+        if report["fsync_ms"]:
+            click.echo(disk_lines(report["fsync_ms"], report["above_bare"]))
         for note in report["notes"]:
             click.echo(f"note: {note}")
         for summary in report["results"].values():

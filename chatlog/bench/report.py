@@ -210,3 +210,33 @@ def stored_once_line(summary: dict[str, Any]) -> str | None:
     verdict = "yes" if summary["stored_once"] else "NO"
     rows, nonces = summary["stored_rows"], summary["distinct_nonces"]
     return f"stored once: {verdict} ({rows} rows for {nonces} distinct nonces)"
+
+
+def above_bare(
+    summary: dict[str, Any], bare: dict[str, Any], fsync: dict[str, Any]
+) -> dict[str, float | None]:
+    """What chatlog adds to the bare server's latency at p50 and p99, in ms and as a multiple
+    of the disk's own ``write + fdatasync`` at the same quantile (its floor: one commit)."""
+    out: dict[str, float | None] = {}
+    for q in ("p50", "p99"):
+        ours, theirs = _get(summary, f"latency_ms.{q}"), _get(bare, f"latency_ms.{q}")
+        added = ours - theirs if isinstance(ours, float) and isinstance(theirs, float) else None
+        out[f"{q}_ms"] = added
+        out[f"{q}_x_fsync"] = None if added is None or not fsync[q] else added / fsync[q]
+    return out
+
+
+def disk_lines(fsync: dict[str, Any], added: dict[str, Any] | None) -> str:
+    """The disk's commit latency, and chatlog's latency above the bare server against it."""
+    lines = [
+        f"disk write+fdatasync ms: p50 {fsync['p50']:.3f}  p99 {fsync['p99']:.3f}  "
+        f"max {fsync['max']:.3f}  ({fsync['rounds']:.0f} rounds per run)"
+    ]
+    if added is not None:
+        parts = [
+            f"{q} +{_fmt('{:.2f}', added[f'{q}_ms'])} ms = "
+            f"{_fmt('{:.1f}', added[f'{q}_x_fsync'])}x the disk's {q}"
+            for q in ("p50", "p99")
+        ]
+        lines.append("chatlog above baseline: " + ";  ".join(parts))
+    return "\n".join(lines)
