@@ -81,6 +81,8 @@ class SqliteCommitter:
         #: Commits run on the event loop's thread and on the writer thread (for tests).
         self.inline = 0
         self.threaded = 0
+        #: WAL checkpoints the writer ran itself (the background ones could not keep up).
+        self.checkpoints = 0
 
     async def _on_thread(self, func: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
@@ -106,6 +108,7 @@ class SqliteCommitter:
     async def checkpoint(self) -> None:
         """A WAL checkpoint on this connection, on its thread (the writer is between batches)."""
         await self._on_thread(checkpoint.checkpoint, self.db)
+        self.checkpoints += 1
 
     async def truncate(self) -> bool:
         """A TRUNCATE checkpoint on this connection, after an erasure."""
