@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from chatlog.bench.disk import fsync_latency
+from chatlog.bench.disk import commit_latency, fsync_latency
 from chatlog.bench.loadgen import Config
 from chatlog.bench.measure import measure, stored_once
 from chatlog.bench.postgres import spawn_cluster
@@ -105,6 +105,7 @@ def run_bench(
                 )
                 targets.append(Target(f"postgres-{count}", make))
         disk: list[dict[str, Any]] = []
+        commits: list[dict[str, Any]] = []
         for i in range(repeat):
             if spawn:  # the disk under the spawned logs, measured between the servers' runs
                 disk.append(fsync_latency(workdir))
@@ -122,6 +123,8 @@ def run_bench(
                 if launch.sqlite is not None and cfg.nonce:
                     # After stop: the server has committed and closed the file.
                     run |= stored_once(launch.sqlite, run["distinct_nonces"])
+                if launch.sqlite is not None and target.name == main:
+                    commits.append(commit_latency(launch.sqlite))
                 target.runs.append(run)
         summaries = {t.name: summarise(t.runs) for t in targets}
         ratios = ratios_of(summaries[main], summaries["baseline"]) if baseline else {}
@@ -134,6 +137,7 @@ def run_bench(
         return {
             "config": asdict(cfg),
             "fsync_ms": fsync,
+            "commit_ms": summarise(commits) if commits else None,
             "above_bare": above_bare(summaries[main], summaries["baseline"], fsync)
             if baseline and fsync
             else None,
@@ -287,7 +291,7 @@ def bench(
     else:
         click.echo(render(cfg, report["results"], report["ratios"], report["vs_sqlite"]))
         if report["fsync_ms"]:
-            click.echo(disk_lines(report["fsync_ms"], report["above_bare"]))
+            click.echo(disk_lines(report["fsync_ms"], report["above_bare"], report["commit_ms"]))
         for note in report["notes"]:
             click.echo(f"note: {note}")
         for summary in report["results"].values():

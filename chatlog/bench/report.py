@@ -226,8 +226,11 @@ def above_bare(
     return out
 
 
-def disk_lines(fsync: dict[str, Any], added: dict[str, Any] | None) -> str:
-    """The disk's commit latency, and chatlog's latency above the bare server against it."""
+def disk_lines(
+    fsync: dict[str, Any], added: dict[str, Any] | None, commit: dict[str, Any] | None = None
+) -> str:
+    """The disk's commit latency, chatlog's latency above the bare server against it, and
+    one commit of the writer's alone on the run's log."""
     lines = [
         f"disk write+fdatasync ms: p50 {fsync['p50']:.3f}  p99 {fsync['p99']:.3f}  "
         f"max {fsync['max']:.3f}  ({fsync['rounds']:.0f} rounds per run)"
@@ -239,4 +242,10 @@ def disk_lines(fsync: dict[str, Any], added: dict[str, Any] | None) -> str:
             for q in ("p50", "p99")
         ]
         lines.append("chatlog above baseline: " + ";  ".join(parts))
+    if commit is not None:
+        parts = [
+            f"{q} {commit[q]:.3f} ms = {commit[q] / fsync[q]:.1f}x the disk's"
+            for q in ("p50", "p99")
+        ]
+        lines.append("one commit alone, on the run's log: " + ";  ".join(parts))
     return "\n".join(lines)

@@ -274,6 +274,12 @@ class LogBackend(ABC):
 
     # --- observability -----------------------------------------------------------------------
 
+    def time_commits(self, count: int, seconds: float) -> list[float]:
+        """Seconds each of up to ``count`` commits of one message took (at most ``seconds``
+        in all), made as the server's writer makes them, with no server running: the floor
+        ``chatlog bench`` sets chatlog's latency against. Empty where not measured."""
+        return []
+
     def gauges(self) -> list[Gauge]:
         """Backend-specific figures for ``/metrics``."""
         return []

@@ -38,7 +38,7 @@ from chatlog.log.readonly import ReadOnly
 from chatlog.log.schema import COLUMNS, STORED_TIME_FORMAT
 from chatlog.log.search import searchable
 from chatlog.log.sqlite import checkpoint
-from chatlog.log.sqlite.commit import SqliteCommitter
+from chatlog.log.sqlite.commit import SqliteCommitter, time_commits
 from chatlog.log.sqlite.engine import make_engine, sqlite_path
 from chatlog.log.sqlite.lite import check_path
 from chatlog.log.sqlite.readonly import read_only
@@ -205,6 +205,9 @@ class SqliteBackend(LogBackend):
         if self._created and self.path is not None:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    def time_commits(self, count: int, seconds: float) -> list[float]:
+        return [] if self.path is None else time_commits(self.path, count, seconds)
 
     def gauges(self) -> list[Gauge]:
         if self.checkpoints is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -32,6 +33,7 @@ from chatlog.log.model import (
     plan_batch,
     stored_batch,
     stored_fields,
+    utcnow,
 )
 from chatlog.log.schema import STORED_TIME_FORMAT
 from chatlog.log.sqlite import checkpoint, search
@@ -196,3 +198,42 @@ def _begin(db: sqlite3.Connection, wait: bool) -> bool:
     finally:
         db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return True
+
+
+#: Commits between two checkpoints in :func:`time_commits` (a WAL of about 10 MB).
+CYCLE = 200
+
+
+def time_commits(path: Path, count: int, seconds: float) -> list[float]:
+    """Seconds each of up to ``count`` one-message commits with a ``Nonce`` took (the page's
+    path: look-up, insert, search index, ``COMMIT``), on a connection set up as the writer's,
+    to the room ``bench-commit``. The WAL cycles in place as under the server: a checkpoint
+    (not timed) every :data:`CYCLE` commits, after a first cycle not timed either, which
+    makes the WAL file as long as a cycle needs (an ``fdatasync`` that also lengthens a file
+    takes about 4x as long here)."""
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    apply_pragmas(db.execute, "FULL", readonly=False)
+    checkpoint.take_over(db)  # as the server's writer: no checkpoint inside a COMMIT
+    token = uuid.uuid4().hex[:8]
+
+    def one(n: int) -> float:
+        message = NewMessage(
+            "bench-commit", "bench", "bench", "aGVsbG8=", f"hello {n}", "{}", {},
+            nonce=f"{token}-{n}",
+        )  # fmt: skip
+        started = time.perf_counter()
+        commit_batch(db, [message], utcnow())
+        return time.perf_counter() - started
+
+    samples: list[float] = []
+    try:
+        for n in range(CYCLE):
+            one(n)
+        deadline = time.perf_counter() + seconds
+        while len(samples) < count and time.perf_counter() < deadline:
+            if len(samples) % CYCLE == 0:
+                checkpoint.checkpoint(db)
+            samples.append(one(CYCLE + len(samples)))
+    finally:
+        db.close()
+    return samples
