@@ -26,8 +26,9 @@ from chatlog.log.model import StoredMessage
 from chatlog.log.queries import MESSAGE_SQL, CoreView, LogView, stored_tuples
 from chatlog.log.search import SearchRequest
 
-#: Connections of the pool (the Core engine's pool is as big, and serves the rest).
-POOL: Final = 5
+#: Most connections of the pool (the Core engine's pool holds 5 plus 10 on demand; these
+#: reads are short, and a page's connection is given back before the socket drains).
+POOL: Final = 10
 
 _HEAD = "SELECT max(id) FROM messages WHERE room = $1"
 _ALIASES = (

@@ -114,6 +114,7 @@ class SqliteReads:
         self._uri = "file:" + quote(str(path), safe="/") + ("?mode=ro" if readonly else "")
         self._idle: list[_Connection] = []
         self._threads: ThreadPoolExecutor | None = None
+        self._closed = False
         #: How long the last read took; a slow one sends the next ones to the threads.
         self._last = 0.0
         #: Reads run on the event loop's thread, and on a reader thread (for tests).
@@ -162,7 +163,7 @@ class SqliteReads:
         except sqlite3.Error:
             db.close()
             return
-        if len(self._idle) < POOL:
+        if len(self._idle) < POOL and not self._closed:
             self._idle.append(db)
         else:
             db.close()
@@ -209,6 +210,7 @@ class SqliteReads:
     def close(self) -> None:
         """Close the idle connections and stop the threads (views still open close theirs
         as they end)."""
+        self._closed = True
         while self._idle:
             self._idle.pop().close()
         if self._threads is not None:
