@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +21,7 @@ from chatlog.log.search_query import parse
 from chatlog.log.sqlite import reads
 from chatlog.settings import database_url
 from tests.backends import Backend
+from tests.helpers import eventually
 from tests.wsclients import ChatClient, Connect, b64
 
 ROOMS = ("main", "side")
@@ -147,22 +150,36 @@ async def test_a_slow_inline_read_is_taken_over_by_a_thread(
 
 
 @pytest.mark.backends("sqlite")
-async def test_a_view_cancelled_during_a_thread_read_leaves_a_usable_pool(
+async def test_a_view_cancelled_during_a_thread_read_keeps_its_connection_until_done(
     log: tuple[LogBackend, int],
 ) -> None:
-    """Cancelling a view while its read runs on a thread neither breaks that read's
-    connection nor hands it to another view before the read is done."""
+    """Cancelling a view while its read runs on a thread does not hand that read's
+    connection to another view before the thread is done with it; then it is reused."""
     backend, head = log
+    pool = getattr(backend, "reads")  # noqa: B009
+    started, finish = threading.Event(), threading.Event()
+    held: list[sqlite3.Connection] = []
 
-    async def page() -> None:
+    def slow(db: sqlite3.Connection) -> int:
+        held.append(db)
+        started.set()
+        finish.wait(10)
+        return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+    async def read() -> None:
         async with backend.view() as view:
-            await view.after("main", 0, head, 500)
+            await pool.run(view, reads.INLINE_ROWS + 1, slow)
 
-    for _ in range(20):
-        task = asyncio.create_task(page())
-        await asyncio.sleep(0)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    task = asyncio.create_task(read())
+    assert await asyncio.to_thread(started.wait, 10)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    async with backend.view() as other:  # meanwhile: another connection
+        assert other.db is not held[0]
+        assert await other.room_head("main") > 0
+    assert held[0] not in pool._idle
+    finish.set()
+    await eventually(lambda: held[0] in pool._idle)
     async with backend.view() as view:
         assert len(await view.after("main", 0, head, 500)) == await view.count_after(
             "main", 0, head, 500

@@ -31,7 +31,7 @@ import sqlite3
 import time
 from collections import namedtuple
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -150,9 +150,11 @@ class SqliteReads:
         finally:
             pending = view.pending
             if pending is not None and not pending.done():
-                # Cancelled while a thread reads on it: the connection is reused once done.
+                # Cancelled while a thread reads on it (the thread runs on regardless): stop
+                # that read, and reuse the connection only once the thread is done with it.
                 db.interrupt()
-                pending.add_done_callback(lambda _: self._release(db))
+                loop = asyncio.get_running_loop()
+                pending.add_done_callback(lambda _: _call_soon(loop, self._release, db))
             else:
                 self._release(db)
 
@@ -199,8 +201,10 @@ class SqliteReads:
         started = time.perf_counter()
         if self._threads is None:
             self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="chatlog-sqlite-read")
-        view.pending = asyncio.get_running_loop().run_in_executor(self._threads, _waiting, db, read)
-        result = await view.pending
+        # The thread's own future, not the loop's wrapper: cancelling the wrapper does not
+        # stop a read that is running (see view()).
+        view.pending = self._threads.submit(_waiting, db, read)
+        result = await asyncio.wrap_future(view.pending)
         view.pending = None
         if timed:
             self._last = time.perf_counter() - started
@@ -216,6 +220,16 @@ class SqliteReads:
         if self._threads is not None:
             self._threads.shutdown(wait=False)
             self._threads = None
+
+
+def _call_soon(
+    loop: asyncio.AbstractEventLoop, func: Callable[[_Connection], None], db: Any
+) -> None:
+    """From a reader thread: ``func(db)`` on the loop (closing ``db`` if the loop is gone)."""
+    try:
+        loop.call_soon_threadsafe(func, db)
+    except RuntimeError:
+        db.close()
 
 
 def _waiting(db: sqlite3.Connection, read: Callable[[sqlite3.Connection], T]) -> T:
@@ -241,7 +255,7 @@ class SqliteView(LogView):
         self.reads = reads
         self.db = db
         #: A read running on a thread (the connection is busy until it is done).
-        self.pending: asyncio.Future[Any] | None = None
+        self.pending: Future[Any] | None = None
 
     async def room_head(self, room: str) -> int:
         return int(await self.reads.run(self, 1, lambda db: _scalar(db, _HEAD, (room,))) or 0)
