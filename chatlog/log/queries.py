@@ -134,9 +134,10 @@ class LogView(ABC):
         newest first (a ``History`` answer's range, without reading its rows)."""
 
     @abstractmethod
-    async def count_after(self, room: str, after: int, upto: int, cap: int) -> int:
-        """How many messages of the room lie in ``(after, upto]``, counting no further than
-        ``cap``."""
+    async def more_than(self, room: str, after: int, upto: int, limit: int) -> bool:
+        """Whether more than ``limit`` messages of the room lie in ``(after, upto]`` (a
+        resume's check against ``--resume-max``: one walk of at most ``limit`` index
+        entries, nothing counted or read beyond them)."""
 
     @abstractmethod
     async def search(self, request: SearchRequest) -> list[Any]:
@@ -191,14 +192,15 @@ class CoreView(LogView):
         rows = await self.conn.execute(query.order_by(messages.c.id.desc()).limit(limit))
         return list(rows.scalars())
 
-    async def count_after(self, room: str, after: int, upto: int, cap: int) -> int:
-        inner = (
+    async def more_than(self, room: str, after: int, upto: int, limit: int) -> bool:
+        query = (
             select(messages.c.id)
             .where(messages.c.room == room, messages.c.id > after, messages.c.id <= upto)
-            .limit(cap)
-            .subquery()
+            .order_by(messages.c.id)
+            .offset(limit)
+            .limit(1)
         )
-        return int((await self.conn.execute(select(func.count()).select_from(inner))).scalar_one())
+        return (await self.conn.execute(query)).first() is not None
 
     async def search(self, request: SearchRequest) -> list[Any]:
         return await self.index.find(self.conn, request)

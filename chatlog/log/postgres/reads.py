@@ -53,9 +53,8 @@ _IDS_BEFORE = (
     "SELECT id FROM messages WHERE room = $1 AND kind = 'chat' AND id < $2 "
     "ORDER BY id DESC LIMIT $3"
 )
-_COUNT = (
-    "SELECT count(*) FROM (SELECT id FROM messages WHERE room = $1 AND id > $2 AND id <= $3 "
-    "LIMIT $4) AS ids"
+_BEYOND = (
+    "SELECT id FROM messages WHERE room = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT 1 OFFSET $4"
 )
 #: Above any message ID (``before=None``: from the room's end).
 _TOP: Final = 2**63 - 1
@@ -129,8 +128,8 @@ class PostgresView(LogView):
         top = _TOP if before is None else before
         return [r[0] for r in await self.conn.fetch(_IDS_BEFORE, room, top, limit)]
 
-    async def count_after(self, room: str, after: int, upto: int, cap: int) -> int:
-        return int(await self.conn.fetchval(_COUNT, room, after, upto, cap))
+    async def more_than(self, room: str, after: int, upto: int, limit: int) -> bool:
+        return await self.conn.fetchrow(_BEYOND, room, after, upto, limit) is not None
 
     async def search(self, request: SearchRequest) -> list[Any]:
         async with self.reads.core_view() as view:

@@ -83,8 +83,10 @@ _BEFORE = (
 _IDS_BEFORE = (
     "SELECT id FROM messages WHERE room = ? AND kind = 'chat' AND id < ? ORDER BY id DESC LIMIT ?"
 )
-_COUNT = (
-    "SELECT count(*) FROM (SELECT id FROM messages WHERE room = ? AND id > ? AND id <= ? LIMIT ?)"
+#: The (limit+1)-th ID of the range, if there is one: OFFSET skips index entries without
+#: handing them up (0.3 ms for 10,000 where counting them in a subquery took 0.7 ms).
+_BEYOND = (
+    "SELECT id FROM messages WHERE room = ? AND id > ? AND id <= ? ORDER BY id LIMIT 1 OFFSET ?"
 )
 _INDEX: Final = SqliteSearch()
 #: Above any message ID (``before=None``: from the room's end).
@@ -299,12 +301,12 @@ class SqliteView(LogView):
         # IDs only: even a page of 500 is one index walk of microseconds.
         return await self.reads.run(self, min(limit, INLINE_ROWS), read)
 
-    async def count_after(self, room: str, after: int, upto: int, cap: int) -> int:
-        def read(db: sqlite3.Connection) -> int:
-            return int(_scalar(db, _COUNT, (room, after, upto, cap)))
+    async def more_than(self, room: str, after: int, upto: int, limit: int) -> bool:
+        def read(db: sqlite3.Connection) -> bool:
+            return db.execute(_BEYOND, (room, after, upto, limit)).fetchone() is not None
 
-        # Counted in the index, no row read: a thousand IDs take well under a millisecond.
-        return await self.reads.run(self, cap // 10, read)
+        # Index entries only, nothing decoded: about a hundred of them cost what one row does.
+        return await self.reads.run(self, limit // 100, read)
 
     async def search(self, request: SearchRequest) -> list[Any]:
         return await search(self, request, self.reads)
