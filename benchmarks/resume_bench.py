@@ -15,7 +15,8 @@ figures from the same run (run it from a directory that holds no ``chatlog`` pac
 
 Besides the resume figures it times a ``History`` page of 50: the round trip on a warmed
 socket, and the server's own work for it in-process (its reads through
-``LogBackend.view`` and its frames, no socket).
+``LogBackend.view`` and its frames, no socket); ``--postgres SERVER_URL`` times the latter on
+a PostgreSQL log of the same rows too (a throwaway database, dropped at the end).
 """
 
 from __future__ import annotations
@@ -110,17 +111,22 @@ def median_ms(values: list[float]) -> float:
 
 
 async def measure(url: str, head: int, backlog: int, rounds: int) -> dict[str, float]:
-    """Medians over ``rounds`` of each figure, on a server already running."""
-    firsts, rates, small_first, small_resumed = [], [], [], []
+    """Medians over ``rounds`` of each figure, on a server already running. Each kind of
+    resume has a phase of its own: right after a 10,000-message backlog the server and this
+    client are still busy with that connection, which is not what a resume of one message
+    costs."""
+    small_first, small_resumed, firsts, rates = [], [], [], []
     await resume_once(url, head - 10)  # warm the server's code and caches
+    for _ in range(rounds * 2):
+        # The room holds every 10th id: the newest one only.
+        first, resumed, _, _ = await resume_once(url, head - 10)
+        small_first.append(first)
+        small_resumed.append(resumed)
     for _ in range(rounds):
-        # The room holds every 10th id; resume `backlog` room messages before the end.
+        # Resume `backlog` room messages before the end.
         first, _, rate, _ = await resume_once(url, head - backlog * 10)
         firsts.append(first)
         rates.append(rate)
-        f1, resumed, _, _ = await resume_once(url, head - 10)
-        small_first.append(f1)
-        small_resumed.append(resumed)
     history = await history_round_trips(url, 5 * rounds)
     return {
         "first_frame_ms": median_ms(firsts),
@@ -131,16 +137,18 @@ async def measure(url: str, head: int, backlog: int, rounds: int) -> dict[str, f
     }
 
 
-def history_server_time(db: Path, times: int = 200, limit: int = 50) -> float:
+def history_server_time(db: str, times: int = 200, limit: int = 50) -> float:
     """In this process (the checkout on ``PYTHONPATH``): median ms of the server's work for a
     ``History`` page of ``limit``: its range, its floor, its rows and their frames, through
-    :meth:`LogBackend.view` as ``chatlog.server.answers`` does (no socket)."""
+    :meth:`LogBackend.view` as ``chatlog.server.answers`` does (no socket). ``db`` is a
+    SQLite file or a PostgreSQL URL."""
     from chatlog import protocol
     from chatlog.log.open import open_log
     from chatlog.server import answers
 
     async def run() -> float:
-        log = open_log(f"sqlite+aiosqlite:///{db}", access="write")
+        url = db if "://" in db else f"sqlite+aiosqlite:///{db}"
+        log = open_log(url, access="write")
         spent = []
         try:
             for _ in range(times + 10):
@@ -157,7 +165,7 @@ def history_server_time(db: Path, times: int = 200, limit: int = 50) -> float:
     return asyncio.run(run())
 
 
-def in_checkout(checkout: Path, db: Path) -> float:
+def in_checkout(checkout: Path, db: Path | str) -> float:
     """:func:`history_server_time` run by ``checkout``'s code, in a process of its own."""
     import os
     import subprocess
@@ -191,21 +199,88 @@ def compare(db: Path, rows: int, checkouts: list[Path], args: argparse.Namespace
         build(db, rows)
     head = int(sqlite3.connect(db).execute("select max(id) from messages").fetchone()[0])
     results: dict[Path, list[dict[str, float]]] = {c: [] for c in checkouts}
+    figures = FIGURES
+    pg_url = None
+    if args.postgres is not None:
+        pg_url = build_postgres(args.postgres, rows)
+        figures += (("history_server_pg_ms", "History srv PG ms"),)
+    try:
+        run_blocks(db, head, checkouts, args, results, pg_url)
+    finally:
+        if pg_url is not None:
+            from chatlog.log.open import drop_database
+
+            asyncio.run(drop_database(args.postgres, PG_DATABASE))
+    print(
+        f"log of {head} rows, {args.blocks} blocks x {args.rounds} rounds, "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    print(f"{'checkout':24}" + "".join(f"{title:>18}" for _, title in figures))
+    for checkout, blocks in results.items():
+        cells = [statistics.median(b[key] for b in blocks) for key, _ in figures]
+        print(f"{str(checkout)[-24:]:24}" + "".join(f"{c:>18.2f}" for c in cells))
+
+
+def run_blocks(
+    db: Path,
+    head: int,
+    checkouts: list[Path],
+    args: argparse.Namespace,
+    results: dict[Path, list[dict[str, float]]],
+    pg_url: str | None,
+) -> None:
+    """Each checkout's figures, ``args.blocks`` times, alternated."""
     for _ in range(args.blocks):
         for checkout in checkouts:
             env = {"PYTHONPATH": str(checkout)}
             with ServerProcess(db, "--resume-max", str(args.backlog), env=env) as server:
                 result = asyncio.run(measure(server.url, head, args.backlog, args.rounds))
             result["history_server_ms"] = in_checkout(checkout, db)
+            if pg_url is not None:
+                result["history_server_pg_ms"] = in_checkout(checkout, pg_url)
             results[checkout].append(result)
-    print(
-        f"log of {head} rows, {args.blocks} blocks x {args.rounds} rounds, "
-        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+
+
+#: The throwaway database ``--postgres`` makes (and drops).
+PG_DATABASE = "chatlog_resume_bench"
+
+
+def build_postgres(server: str, rows: int) -> str:
+    """A migrated PostgreSQL log of ``rows`` messages like :func:`build`'s, in a new
+    database on ``server``; its URL."""
+    import subprocess
+    from datetime import datetime
+
+    from chatlog.log.open import create_database, drop_database
+    from chatlog.log.postgres import engine
+
+    asyncio.run(drop_database(server, PG_DATABASE))
+    url = asyncio.run(create_database(server, PG_DATABASE))
+    url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    subprocess.run(
+        [sys.executable, "-m", "chatlog", "db", "upgrade", "--db", url],
+        check=True,
+        capture_output=True,
     )
-    print(f"{'checkout':24}" + "".join(f"{title:>17}" for _, title in FIGURES))
-    for checkout, blocks in results.items():
-        cells = [statistics.median(b[key] for b in blocks) for key, _ in FIGURES]
-        print(f"{str(checkout)[-24:]:24}" + "".join(f"{c:>17.2f}" for c in cells))
+    body = base64.b64encode(b"hello from the benchmark").decode()
+    raw = json.dumps({"Message": body, "Author": "bench"})
+    rooms = ["main"] + [f"room{i}" for i in range(9)]
+    sent = datetime(2026, 11, 25, 12)
+
+    async def fill() -> None:
+        conn = await engine.connect(url)
+        try:
+            columns = ["room", "ws_id", "author", "message", "text", "raw", "sent_at"]
+            records = (
+                (rooms[i % 10], "bench", "bench", body, "hello", raw, sent) for i in range(rows)
+            )
+            await conn.copy_records_to_table("messages", columns=columns, records=records)
+            await conn.execute("ANALYZE messages")
+        finally:
+            await conn.close()
+
+    asyncio.run(fill())
+    return url
 
 
 def main() -> None:
@@ -223,7 +298,12 @@ def main() -> None:
         help="serve with this checkout's code (repeat to compare; alternated; needs --db)",
     )
     parser.add_argument("--blocks", type=int, default=3, help="alternations with --checkout")
-    parser.add_argument("--server-time", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--postgres",
+        metavar="SERVER_URL",
+        help="with --db: also time History's server work on a PostgreSQL log of --rows rows",
+    )
+    parser.add_argument("--server-time", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.server_time is not None:
         print(f"{history_server_time(args.server_time):.4f}")
