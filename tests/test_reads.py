@@ -85,6 +85,8 @@ async def _answers(view: Any, head: int) -> list[Any]:
             request = SearchRequest(parse(query), rooms=(room,), limit=6)
             out.append([tuple(r) for r in await view.search(request)])
             out.append([tuple(r) for r in await view.search(SearchRequest(parse(query)))])
+            ranked = SearchRequest(parse(query), order="rank", limit=8)
+            out.append([tuple(r) for r in await view.search(ranked)])
     return out
 
 
@@ -105,6 +107,27 @@ async def test_driver_view_answers_as_the_core_view(log: tuple[LogBackend, int])
     assert any(getattr(m, "edited_at", None) for m in messages)
     assert any(getattr(m, "deleted_at", None) for m in messages)
     assert 0 < expected[5] < head  # the side room's floor
+
+
+@pytest.mark.backends("postgres")
+async def test_search_in_two_steps_answers_as_the_core_view(
+    log: tuple[LogBackend, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the newest IDs hold too few hits and the older ones come from the GIN index
+    alone (PostgreSQL's second step), the driver view finds the Core view's rows."""
+    from chatlog.log.postgres import search as pg_search
+
+    backend, head = log
+    monkeypatch.setattr(pg_search, "RECENT", 2)
+    requests = [
+        SearchRequest(parse("release"), rooms=("main",), limit=12),
+        SearchRequest(parse("hello -edited"), before=head - 3, limit=5),
+    ]
+    async with backend.core_view() as core:
+        expected = [[tuple(r) for r in await core.search(r)] for r in requests]
+    async with backend.view() as view:
+        got = [[tuple(r) for r in await view.search(r)] for r in requests]
+    assert got == expected and len(expected[0]) == 12
 
 
 @pytest.mark.backends("sqlite")

@@ -16,6 +16,7 @@ rows, newest first (or best ranked first).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,10 @@ from chatlog.log.search_query import Query
 
 #: Most results one search returns.
 MAX_RESULTS = 1000
+
+#: A search hit read by a driver view: every column of ``messages`` by name (as a SQLAlchemy
+#: row offers them).
+SearchRow = namedtuple("SearchRow", COLUMNS)  # type: ignore[misc]
 
 Order = Literal["newest", "rank"]
 

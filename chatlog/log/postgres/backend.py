@@ -99,7 +99,7 @@ class PostgresBackend(LogBackend):
     def __init__(self, url: str) -> None:
         super().__init__(url, pg.make_engine(url))
         #: The server's reads, on asyncpg directly (the pool opens at the first one).
-        self.reads = PostgresReads(pg.asyncpg_dsn(url), self.core_view)
+        self.reads = PostgresReads(pg.asyncpg_dsn(url))
 
     async def dispose(self) -> None:
         await self.reads.close()

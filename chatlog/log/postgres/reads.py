@@ -8,23 +8,25 @@ The statements run outside a transaction, each on its own snapshot, as the Core 
 under PostgreSQL's default ``READ COMMITTED``. asyncpg decodes ``timestamp`` columns to naive
 ``datetime`` values, as SQLAlchemy did.
 
-A search uses the index's own two-step plan (:class:`~chatlog.log.postgres.search.PostgresSearch`)
-on the engine's connection: its statements are built per query, so preparing them would not
-pay, and the search's own time dwarfs the layer's.
+A search runs the index's own statements and two-step plan
+(:meth:`~chatlog.log.postgres.search.PostgresSearch.two_steps`), its ``:name`` parameters
+numbered for asyncpg (:func:`numbered`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import asyncpg
 
 from chatlog.log.model import StoredMessage
-from chatlog.log.queries import MESSAGE_SQL, CoreView, LogView, stored_tuples
-from chatlog.log.search import SearchRequest
+from chatlog.log.postgres.search import HEAD, PostgresSearch
+from chatlog.log.queries import MESSAGE_SQL, LogView, stored_tuples
+from chatlog.log.search import Match, SearchRequest, SearchRow, statement
 
 #: Most connections of the pool (the Core engine's pool holds 5 plus 10 on demand; these
 #: reads are short, and a page's connection is given back before the socket drains).
@@ -56,6 +58,9 @@ _IDS_BEFORE = (
 _BEYOND = (
     "SELECT id FROM messages WHERE room = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT 1 OFFSET $4"
 )
+_INDEX: Final = PostgresSearch()
+#: A ``:name`` parameter (not a ``::`` cast).
+_PARAMETER: Final = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 #: Above any message ID (``before=None``: from the room's end).
 _TOP: Final = 2**63 - 1
 
@@ -67,11 +72,8 @@ def _same(value: Any) -> Any:
 class PostgresReads:
     """The asyncpg pool of one server's reads, opened at its first read."""
 
-    def __init__(
-        self, dsn: str, core_view: Callable[[], AbstractAsyncContextManager[CoreView]]
-    ) -> None:
+    def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self.core_view = core_view
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
 
@@ -132,5 +134,25 @@ class PostgresView(LogView):
         return await self.conn.fetchrow(_BEYOND, room, after, upto, limit) is not None
 
     async def search(self, request: SearchRequest) -> list[Any]:
-        async with self.reads.core_view() as view:
-            return await view.search(request)
+        async def rows(part: SearchRequest, match: Match) -> list[Any]:
+            sql, args = numbered(*statement(part, match))
+            return [SearchRow(*r) for r in await self.conn.fetch(sql, *args)]
+
+        async def head() -> Any:
+            return await self.conn.fetchval(HEAD)
+
+        return await _INDEX.two_steps(request, rows, head)
+
+
+def numbered(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """SQL with ``:name`` parameters (as :func:`chatlog.log.search.statement` writes it) in
+    asyncpg's ``$1`` form, and the values in that order (a name used twice is one number)."""
+    names: list[str] = []
+
+    def number(found: re.Match[str]) -> str:
+        name = found.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return _PARAMETER.sub(number, sql), [params[name] for name in names]

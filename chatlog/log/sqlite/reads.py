@@ -29,7 +29,6 @@ import asyncio
 import math
 import sqlite3
 import time
-from collections import namedtuple
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -41,7 +40,7 @@ from urllib.parse import quote
 from chatlog.log.basics import COLUMNS, STORED_TIME_FORMAT
 from chatlog.log.model import StoredMessage
 from chatlog.log.queries import MESSAGE_SQL, LogView, stored_tuples
-from chatlog.log.search import TIMES, SearchRequest, statement
+from chatlog.log.search import TIMES, SearchRequest, SearchRow, statement
 from chatlog.log.sqlite.engine import BUSY_TIMEOUT_MS, apply_pragmas
 from chatlog.log.sqlite.search import SqliteSearch
 
@@ -58,9 +57,6 @@ PROGRESS_STEPS: Final = 1000
 #: Idle connections kept open, and the reader threads.
 POOL: Final = 4
 THREADS: Final = 2
-
-#: A search hit: every column of ``messages`` by name (as a SQLAlchemy row offers them).
-SearchRow = namedtuple("SearchRow", COLUMNS)  # type: ignore[misc]
 
 _HEAD = "SELECT max(id) FROM messages WHERE room = ?"
 _ALIASES = (
