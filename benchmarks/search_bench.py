@@ -199,7 +199,7 @@ async def latencies(url: str, repeat: int) -> dict[str, tuple[float, float, int]
                 request = SearchRequest(query, rooms=(f"room{i % ROOMS}",), limit=21)
                 began = time.perf_counter()
                 async with log.view() as view:
-                    rows = await log.search_index.find(view.conn, request)
+                    rows = await view.search(request)
                 for row in rows[:20]:
                     snippet(row.text, query)
                 times.append(time.perf_counter() - began)

@@ -17,7 +17,7 @@ async def _broadcast(url: str, text: str, rooms: list[str], every: bool) -> list
     log = open_log(url, access="write")
     try:
         if every:
-            async with log.view() as view:
+            async with log.core_view() as view:
                 rooms = await active_rooms(view.conn)
             if not rooms:
                 raise click.UsageError("the log has no rooms yet; name one with --room")

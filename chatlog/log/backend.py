@@ -9,8 +9,10 @@ A :class:`LogBackend` (SQLite in :mod:`chatlog.log.sqlite`, PostgreSQL in
   tools (purge, import);
 * live delivery: :meth:`~LogBackend.feed` tells the server which rows were committed, its own
   and any other writer's (the doorbell), and keeps presence across processes;
-* reads: :meth:`~LogBackend.view` for the server's resume and history reads, and
-  :meth:`~LogBackend.read_only` for ``chatlog sql``, replay and export;
+* reads: :meth:`~LogBackend.view` for the server's resume, history and search reads (on
+  the driver itself, see :mod:`chatlog.log.queries`), :meth:`~LogBackend.core_view` for the
+  few reads beyond them, and :meth:`~LogBackend.read_only` for ``chatlog sql``, replay and
+  export;
 * upkeep: migrations, retention's floor upsert, vacuum, import, metrics.
 
 Everything the two databases share is written once here, in SQLAlchemy Core; a backend
@@ -34,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from chatlog.log import migrate
 from chatlog.log.basics import LogUnavailable
 from chatlog.log.model import LiveConnection, NewMessage, Op, StoredMessage
-from chatlog.log.queries import LogView
+from chatlog.log.queries import CoreView, LogView
 from chatlog.log.readonly import ReadOnly
 from chatlog.log.schema import meta
 from chatlog.log.search import SearchIndex
@@ -239,11 +241,17 @@ class LogBackend(ABC):
 
     # --- reads -------------------------------------------------------------------------------
 
+    def view(self) -> AbstractAsyncContextManager[LogView]:
+        """A read of the server's (greeting, resume, history, search): ``async with
+        backend.view() as view``. Backends answer it on their driver directly."""
+        return self.core_view()
+
     @asynccontextmanager
-    async def view(self) -> AsyncIterator[LogView]:
-        """A read of the server's (resume, history, greeting)."""
+    async def core_view(self) -> AsyncIterator[CoreView]:
+        """The same reads in SQLAlchemy Core, with the connection (``view.conn``) for reads
+        beyond :class:`LogView` (the API's room list, ``broadcast --all``)."""
         async with self.engine.connect() as conn:
-            yield LogView(conn)
+            yield CoreView(conn, self.search_index)
 
     @abstractmethod
     def read_only(self, *, limit_s: float | None = None) -> AbstractAsyncContextManager[ReadOnly]:
@@ -286,6 +294,7 @@ class LogBackend(ABC):
 
 
 __all__ = [
+    "CoreView",
     "Feed",
     "Gauge",
     "Listener",

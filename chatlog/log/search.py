@@ -16,6 +16,7 @@ rows, newest first (or best ranked first).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,10 @@ from chatlog.log.search_query import Query
 
 #: Most results one search returns.
 MAX_RESULTS = 1000
+
+#: A search hit read by a driver view: every column of ``messages`` by name (as a SQLAlchemy
+#: row offers them).
+SearchRow = namedtuple("SearchRow", COLUMNS)  # type: ignore[misc]
 
 Order = Literal["newest", "rank"]
 
@@ -96,33 +101,41 @@ class SearchIndex(ABC):
         self, conn: AsyncConnection, request: SearchRequest, match: Match
     ) -> list[Any]:
         """The rows of ``request`` found the way ``match`` says."""
-        where = [match.condition]
-        params = dict(match.params)
-        for name, op in (("before", "<"), ("after", ">")):
-            if getattr(request, name) is not None:
-                where.append(f"{match.id_column} {op} :{name}")
-                params[name] = getattr(request, name)
-        for name, values in (("room", request.rooms), ("author", request.authors)):
-            if values:
-                names = [f"{name}{i}" for i in range(len(values))]
-                where.append(f"m.{name} IN ({', '.join(':' + n for n in names)})")
-                params.update(zip(names, values, strict=True))
-        times = []
-        if request.since is not None:
-            where.append("m.sent_at >= :since")
-            params["since"] = request.since
-            times.append(bindparam("since", type_=DateTime()))
-        if request.until is not None:
-            where.append("m.sent_at < :until")
-            params["until"] = request.until
-            times.append(bindparam("until", type_=DateTime()))
-        order = (
-            f"{match.id_column} DESC" if request.order == "newest" else f"{match.rank}, m.id DESC"
-        )
-        sql = (
-            f"SELECT {', '.join('m.' + c for c in COLUMNS)} FROM {match.source} "
-            f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit"
-        )
-        params["limit"] = min(request.limit, MAX_RESULTS)
-        statement = text(sql).bindparams(*times).columns(*messages.columns)
-        return list((await conn.execute(statement, params)).all())
+        sql, params = statement(request, match)
+        times = [bindparam(name, type_=DateTime()) for name in TIMES if name in params]
+        query = text(sql).bindparams(*times).columns(*messages.columns)
+        return list((await conn.execute(query, params)).all())
+
+
+#: The parameters of :func:`statement` that are timestamps (a driver view stores them as
+#: the backend does).
+TIMES = ("since", "until")
+
+
+def statement(request: SearchRequest, match: Match) -> tuple[str, dict[str, Any]]:
+    """The SQL (``:name`` parameters, every column of ``messages`` as ``m``) and parameters
+    of ``request`` found the way ``match`` says."""
+    where = [match.condition]
+    params = dict(match.params)
+    for name, op in (("before", "<"), ("after", ">")):
+        if getattr(request, name) is not None:
+            where.append(f"{match.id_column} {op} :{name}")
+            params[name] = getattr(request, name)
+    for name, values in (("room", request.rooms), ("author", request.authors)):
+        if values:
+            names = [f"{name}{i}" for i in range(len(values))]
+            where.append(f"m.{name} IN ({', '.join(':' + n for n in names)})")
+            params.update(zip(names, values, strict=True))
+    if request.since is not None:
+        where.append("m.sent_at >= :since")
+        params["since"] = request.since
+    if request.until is not None:
+        where.append("m.sent_at < :until")
+        params["until"] = request.until
+    order = f"{match.id_column} DESC" if request.order == "newest" else f"{match.rank}, m.id DESC"
+    sql = (
+        f"SELECT {', '.join('m.' + c for c in COLUMNS)} FROM {match.source} "
+        f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit"
+    )
+    params["limit"] = min(request.limit, MAX_RESULTS)
+    return sql, params

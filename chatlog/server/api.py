@@ -152,7 +152,7 @@ async def post_message(request: web.Request) -> web.Response:
 async def broadcast(request: web.Request) -> web.Response:
     """``POST /api/broadcast``: every room, as ``chatlog broadcast --all``."""
     body = await _body(request, ("text",))
-    async with request.app[RUNTIME].log.view() as view:
+    async with request.app[RUNTIME].log.core_view() as view:
         rooms = await active_rooms(view.conn)
     stored = await _post(request, [new_message(room, body["text"]) for room in rooms])
     return web.json_response({"Messages": [_stored(m) for m in stored]}, status=201)
@@ -196,7 +196,7 @@ async def read_messages(request: web.Request) -> web.Response:
 
 async def rooms(request: web.Request) -> web.Response:
     """``GET /api/rooms``."""
-    async with request.app[RUNTIME].log.view() as view:
+    async with request.app[RUNTIME].log.core_view() as view:
         return web.json_response({"Rooms": await room_summaries(view.conn)})
 
 

@@ -200,11 +200,8 @@ class Session:
             floor = await view.room_floor(room)
             start = max(since, floor)
             # IDs are unique, so a range no wider than the limit cannot exceed it: skip the
-            # count.
-            over = (
-                head - start > limit
-                and await view.count_after(room, start, head, limit + 1) > limit
-            )
+            # look.
+            over = head - start > limit and await view.more_than(room, start, head, limit)
         if not over and start < head:
             page = answers.pager(self.rt.log, room, head)
             await answers.send_backlog(client, page, start, self.rt.metrics.replayed.inc)

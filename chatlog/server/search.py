@@ -29,7 +29,7 @@ async def answer_search(rt: Runtime, client: Client, frame: protocol.SearchFrame
         return str(exc)
     request = SearchRequest(query, rooms=(client.room,), before=frame.before, limit=frame.limit + 1)
     async with rt.log.view() as view:
-        rows = await rt.log.search_index.find(view.conn, request)
+        rows = await view.search(request)
     messages = []
     for row in rows[: frame.limit]:
         chat = stored_message(row).frame()

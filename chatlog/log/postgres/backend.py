@@ -9,7 +9,7 @@ ID order and delivers them. Presence is kept across processes with node heartbea
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, Final
 
@@ -20,7 +20,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatlog.log import presence
-from chatlog.log.backend import Feed, Listener, LogBackend, Node, WriteSession, first_line
+from chatlog.log.backend import (
+    Feed,
+    Listener,
+    LogBackend,
+    LogView,
+    Node,
+    WriteSession,
+    first_line,
+)
 from chatlog.log.model import (
     NewMessage,
     Originals,
@@ -31,6 +39,7 @@ from chatlog.log.model import (
 )
 from chatlog.log.postgres import engine as pg
 from chatlog.log.postgres.doorbell import APPEND_PROLOGUE, PostgresFeed
+from chatlog.log.postgres.reads import PostgresReads
 from chatlog.log.postgres.search import PostgresSearch
 from chatlog.log.queries import MESSAGE_COLUMNS, stored_message
 from chatlog.log.readonly import ReadOnly
@@ -89,6 +98,15 @@ class PostgresBackend(LogBackend):
 
     def __init__(self, url: str) -> None:
         super().__init__(url, pg.make_engine(url))
+        #: The server's reads, on asyncpg directly (the pool opens at the first one).
+        self.reads = PostgresReads(pg.asyncpg_dsn(url))
+
+    async def dispose(self) -> None:
+        await self.reads.close()
+        await super().dispose()
+
+    def view(self) -> AbstractAsyncContextManager[LogView]:
+        return self.reads.view()
 
     async def _migration_lock(self, conn: AsyncConnection) -> None:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK})

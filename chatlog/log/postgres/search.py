@@ -9,7 +9,7 @@ of them. Queries are ``tsquery`` literals of the same tokens (:func:`tsquery`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Final
 
@@ -23,8 +23,10 @@ from chatlog.log.words import tokens
 #: The index's one statement for adding a message.
 INSERT: Final = text("INSERT INTO messages_fts (id, words) VALUES (:id, CAST(:words AS tsvector))")
 DELETE: Final = text("DELETE FROM messages_fts WHERE id = ANY(:ids)")
-#: Newest first looks at the newest IDs of this many first (see PostgresSearch.find).
+#: Newest first looks at the newest IDs of this many first (see PostgresSearch.two_steps).
 RECENT: Final = 20_000
+#: The newest indexed ID (where the newest first search starts).
+HEAD: Final = "SELECT max(id) FROM messages_fts"
 
 
 def _lexeme(token: str) -> str:
@@ -91,20 +93,36 @@ class PostgresSearch(SearchIndex):
         )
 
     async def find(self, conn: AsyncConnection, request: SearchRequest) -> list[Any]:
+        """Newest first in two steps (see :meth:`two_steps`), on a SQLAlchemy connection."""
+
+        async def rows(part: SearchRequest, match: Match) -> list[Any]:
+            return await self.select(conn, part, match)
+
+        async def head() -> Any:
+            return await conn.scalar(text(HEAD))
+
+        return await self.two_steps(request, rows, head)
+
+    async def two_steps(
+        self,
+        request: SearchRequest,
+        rows: Callable[[SearchRequest, Match], Awaitable[list[Any]]],
+        head: Callable[[], Awaitable[Any]],
+    ) -> list[Any]:
         """Newest first in two steps. A GIN index finds matches in no order, and the planner
         cannot tell a word in one message from one in half of them (measured on 1M rows: it
         walked the whole ID index backwards for a rare word, 0.5 s). So the newest
         :data:`RECENT` IDs are searched first (either plan is cheap there); only when they
-        hold too few matches are the older ones taken from the GIN index alone."""
+        hold too few matches are the older ones taken from the GIN index alone. ``rows`` runs
+        one request the way a match says, ``head`` runs :data:`HEAD` (on any driver)."""
         if request.order != "newest":
-            return await super().find(conn, request)
+            return await rows(request, self.match(request.query))
         top = request.before
         if top is None:
-            head = await conn.scalar(text("SELECT max(id) FROM messages_fts"))
-            top = int(head or 0) + 1
+            top = int(await head() or 0) + 1
         floor = max(top - 1 - RECENT, request.after or 0)
-        recent = await self.select(conn, replace(request, after=floor), self.match(request.query))
+        recent = await rows(replace(request, after=floor), self.match(request.query))
         if len(recent) >= request.limit or floor <= (request.after or 0):
             return recent
         older = replace(request, before=floor + 1, limit=request.limit - len(recent))
-        return recent + await self.select(conn, older, self._from_gin(request.query))
+        return recent + await rows(older, self._from_gin(request.query))

@@ -29,6 +29,7 @@ from chatlog.log.backend import (
     Listener,
     LogBackend,
     LogUnavailable,
+    LogView,
     Node,
     WriteSession,
     first_line,
@@ -42,6 +43,7 @@ from chatlog.log.sqlite.commit import SqliteCommitter, time_commits
 from chatlog.log.sqlite.engine import make_engine, sqlite_path
 from chatlog.log.sqlite.lite import check_path
 from chatlog.log.sqlite.readonly import read_only
+from chatlog.log.sqlite.reads import SqliteReads
 from chatlog.log.sqlite.search import SqliteSearch
 from chatlog.log.sqlite.watch import SqliteFeed
 
@@ -106,11 +108,21 @@ class SqliteBackend(LogBackend):
         #: Held by the writer around ops and their scrub, and by the feed around each read of
         #: new rows: an erasing commit is read (and delivered) only once it is scrubbed.
         self.delivery_hold = asyncio.Lock()
+        #: The server's reads on plain sqlite3 connections (None: a database in memory,
+        #: which only the engine's connections can see).
+        self.reads = None if self.path is None else SqliteReads(self.path, readonly=readonly)
 
     async def dispose(self) -> None:
         if self.checkpoints is not None:
             await self.checkpoints.close()
+        if self.reads is not None:
+            self.reads.close()
         await super().dispose()
+
+    def view(self) -> AbstractAsyncContextManager[LogView]:
+        if self.reads is None:
+            return super().view()
+        return self.reads.view()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
