@@ -90,8 +90,8 @@ async def test_metrics_count_connections_messages_deliveries_commits_errors_and_
 async def test_metrics_show_background_wal_checkpoints(
     server: TestServer, session: aiohttp.ClientSession, connect: Connect
 ) -> None:
-    """On SQLite a commit starts a background WAL checkpoint, which /metrics counts; on an
-    idle server it copies the whole WAL, so no pages are left for the writer."""
+    """On SQLite a commit starts a background WAL checkpoint, which /metrics counts along
+    with the WAL's length in pages; on an idle server the writer never checkpoints itself."""
     alice = await connect(room="w")
     await alice.say("checkpoint me")
     await alice.recv_chat("checkpoint me")
@@ -102,7 +102,7 @@ async def test_metrics_show_background_wal_checkpoints(
             break
         await asyncio.sleep(0.01)
     assert _value(text, "chatlog_wal_checkpoints_total") >= 1
-    assert _value(text, "chatlog_wal_pages") == 0
+    assert _value(text, "chatlog_wal_pages") > 0
     assert _value(text, "chatlog_wal_writer_checkpoints_total") == 0
 
 

@@ -234,14 +234,13 @@ class SqliteBackend(LogBackend):
             Gauge(
                 "chatlog_wal_writer_checkpoints",
                 "WAL checkpoints the writer ran itself, holding commits back, because the "
-                "background ones could not copy the whole WAL (SQLite).",
+                "background ones never found the WAL idle (SQLite).",
                 self.committer.checkpoints if self.committer is not None else 0,
                 counter=True,
             ),
             Gauge(
                 "chatlog_wal_pages",
-                "WAL length in pages at the last background checkpoint, 0 when it copied all "
-                "of it (SQLite).",
+                "WAL length in pages at the last background checkpoint (SQLite).",
                 self.checkpoints.wal_pages,
             ),
         ]

@@ -31,13 +31,6 @@ log = logging.getLogger(__name__)
 EVERY = 0.2
 #: WAL pages (4 KiB each) past which the writer checkpoints itself so the WAL starts over.
 WAL_LIMIT = 4096
-#: Passes one background checkpoint makes at most. Each pass after the first copies only
-#: the commits that landed during the one before, so it is short, and usually one lands
-#: between two commits: the whole WAL is then copied, and the writer's next transaction
-#: starts it over by itself. With a single pass the WAL was never fully copied under steady
-#: load, and the writer had to checkpoint itself about once a second, holding every message
-#: back for 4-8 ms each time (README, performance).
-CATCH_UP = 4
 
 
 def take_over(db: sqlite3.Connection) -> str | None:
@@ -52,14 +45,8 @@ def take_over(db: sqlite3.Connection) -> str | None:
 
 def checkpoint(db: sqlite3.Connection) -> int:
     """One PASSIVE checkpoint; the WAL's length in pages (-1: not in WAL mode)."""
-    return passive(db)[0]
-
-
-def passive(db: sqlite3.Connection) -> tuple[int, int]:
-    """One PASSIVE checkpoint: the WAL's length in pages, and how many of them are now in
-    the database file (all of them: the writer's next transaction starts the WAL over)."""
-    _busy, pages, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    return int(pages), int(copied)
+    _busy, pages, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(pages)
 
 
 def truncate(db: sqlite3.Connection, attempts: int = 5) -> bool:
@@ -91,8 +78,7 @@ class Checkpointer:
         self._conn: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._started = float("-inf")
-        #: The WAL's length in pages when the last background checkpoint ended, 0 when it
-        #: copied all of it (the writer's next transaction then starts the WAL over).
+        #: The WAL's length in pages when the last background checkpoint ended.
         self.wal_pages = 0
         #: Checkpoints run in the background, for tests.
         self.runs = 0
@@ -117,12 +103,7 @@ class Checkpointer:
         try:
             if self._conn is None:
                 self._conn = sqlite3.connect(self.path, check_same_thread=False)
-            for _ in range(CATCH_UP):
-                pages, copied = passive(self._conn)
-                if copied >= pages:
-                    pages = 0  # all copied: nothing is left for the writer to do
-                    break
-            self.wal_pages = pages
+            self.wal_pages = checkpoint(self._conn)
             self.runs += 1
         except sqlite3.Error as exc:  # disk full, read-only: the WAL keeps the data; next time
             if not self._failing:  # once per episode, not five times a second

@@ -83,7 +83,7 @@ class SqliteCommitter:
         #: Commits run on the event loop's thread and on the writer thread (for tests).
         self.inline = 0
         self.threaded = 0
-        #: WAL checkpoints the writer ran itself (the background ones could not keep up).
+        #: WAL checkpoints the writer ran itself (the background ones never found the WAL idle).
         self.checkpoints = 0
 
     async def _on_thread(self, func: Any, *args: Any) -> Any:
