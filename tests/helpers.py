@@ -203,7 +203,9 @@ class ServerProcess:
             self.log.unlink(missing_ok=True)
 
     def __enter__(self) -> ServerProcess:
-        return self.start()
+        # Started already (``with ServerProcess(...).start() as s``): a second start would
+        # find the port answering and leave the first process running after the test.
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -65,7 +65,7 @@ async def test_a_deleted_text_is_in_no_file(connect: Connect, db_path: Path) -> 
 async def test_redact_reaches_a_live_room(backend: Backend) -> None:
     """`chatlog redact` beside a running server: the room gets the Delete (with its reason)
     live, and the row is a tombstone."""
-    with ServerProcess(backend.db).start() as server:
+    with ServerProcess(backend.db) as server:
         async with aiohttp.ClientSession() as session:
             client = await ChatClient.connect(session, ws_url(server))
             target = await post(client, "spam spam")
