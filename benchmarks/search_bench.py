@@ -124,7 +124,11 @@ def build_sqlite(path: Path, count: int) -> float:
 
 
 def _load(db: sqlite3.Connection, chunk: list[tuple[Any, ...]]) -> None:
-    db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?)", chunk)
+    db.executemany(
+        "INSERT INTO messages (id, room, ws_id, author, message, text, raw, sent_at, nonce) "
+        "VALUES (?,?,?,?,?,?,?,?,?)",
+        chunk,
+    )
     search.index_sync(db, ((r[0], r[5]) for r in chunk))
 
 
@@ -152,7 +156,8 @@ async def build_postgres(url: str, count: int) -> float:
                 return
             cols = list(zip(*chunk, strict=True))
             await conn.execute(
-                "INSERT INTO messages SELECT u.id, u.room, u.ws_id, u.author, u.message, u.text,"
+                "INSERT INTO messages (id, room, ws_id, author, message, text, raw, sent_at, nonce)"
+                " SELECT u.id, u.room, u.ws_id, u.author, u.message, u.text,"
                 " u.raw, u.sent_at::timestamp, NULL FROM unnest($1::bigint[], $2::text[],"
                 " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])"
                 " AS u(id, room, ws_id, author, message, text, raw, sent_at)",
