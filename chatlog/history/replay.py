@@ -246,7 +246,9 @@ class JsonlFormat(Format):
 
     def render(self, rows: Sequence[Sequence[Any]]) -> bytes:
         if rows and len(rows[0]) <= 2:
-            return b"\n".join([r[-1] for r in rows]) + b"\n"
+            lines = [r[-1] for r in rows]
+            lines.append(b"")  # the last line's newline, without copying the batch again
+            return b"\n".join(lines)
         return b"".join(json_line(r) + b"\n" for r in rows)
 
 
