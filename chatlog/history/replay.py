@@ -23,9 +23,7 @@ import orjson
 
 from chatlog.history.output import terminal_safe
 from chatlog.log.basics import COLUMNS, STORED_TIME_FORMAT
-from chatlog.log.model import StoredMessage, stored_fields
 from chatlog.log.readonly import ReadOnly
-from chatlog.protocol import encode, format_sent
 
 FORMATS: Final = ("text", "jsonl", "wire")
 _ID, _ROOM, _WS, _AUTHOR, _RAW, _SENT = 0, 1, 2, 3, 6, 7
@@ -225,6 +223,8 @@ class TextFormat(Format):
 
 
 def _seconds(value: Any) -> str:
+    from chatlog.protocol import format_sent  # a datetime (PostgreSQL); SQLite text is sliced
+
     return format_sent(as_datetime(value))
 
 
@@ -284,6 +284,10 @@ class WireFormat(Format):
     name = "wire"
 
     def render(self, rows: Sequence[Sequence[Any]]) -> bytes:
+        # The frame builders, only here: text and JSON lines start without them.
+        from chatlog.log.model import StoredMessage, stored_fields
+        from chatlog.protocol import encode
+
         return b"".join(
             encode(
                 StoredMessage(
