@@ -3,7 +3,7 @@
 Builds a log of ``--rows`` messages (default 1,000,000) with the real schema (alembic) and
 plain ``sqlite3.executemany`` (or reuses ``--db``), checks that every command below writes
 byte-identical JSON lines for the first ``--check`` rows, then runs each as a whole process
-with its output to /dev/null, alternated, ``--repeat`` times:
+with its output to /dev/null, ``--repeat`` rounds of each once, in a shuffled order:
 
 * ``plain json``: a Python script that opens the file with ``sqlite3`` and writes each row
   with ``json.dumps`` (what one writes first);
@@ -30,6 +30,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import resource
 import sqlite3
 import statistics
@@ -232,7 +233,7 @@ def report(
     """Median and best rows/s of each case, rows per CPU-second, then the ratios the issue's
     targets are about: by median wall time (the target) and by median CPU time (steadier on
     a shared machine, where another process's load stretches wall time)."""
-    print(f"{rows:,} rows, {len(next(iter(times.values())))} runs each, alternated")
+    print(f"{rows:,} rows, {len(next(iter(times.values())))} runs each, interleaved")
     print(
         f"{'':26} {'median rows/s':>14} {'best rows/s':>12} {'median s':>9} "
         f"{'cpu s':>6} {'rows/cpu-s':>11}"
@@ -295,9 +296,14 @@ def main_bench() -> None:
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         todo = cases(path, 1, last, scripts, checkouts, formats)
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in todo}
+        # Every round runs each case once, in a new order (seeded, so reruns order alike):
+        # a fixed order would give one case the same neighbour, and its cache or load, each time.
+        order = list(todo)
+        shuffle = random.Random(19).shuffle
         for _ in range(args.repeat):
-            for name, (argv, tree) in todo.items():
-                times[name].append(timed(argv, tree))
+            shuffle(order)
+            for name in order:
+                times[name].append(timed(*todo[name]))
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"sqlite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}")
         report(times, rows, checkouts)
