@@ -97,7 +97,7 @@ async def _play(
     pace: float | None = None,
     desc: str = "replay",
 ) -> int:
-    backend = open_reader(url)
+    backend = open_reader(url, inline=True)
     bar: playback.Progress | None = None
     try:
         await require_current(backend)

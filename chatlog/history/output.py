@@ -178,10 +178,14 @@ async def write_rows(columns: Sequence[str], batches: Batches, fmt: str, out: IO
         out.write(b"[")
     async for batch in batches:
         lines = [json_value(dict(zip(keys, row, strict=True))) for row in batch]
+        # Separators are written, not prepended: adding bytes to a batch copies all of it.
         if fmt == "jsonl":
-            out.write(b"\n".join(lines) + b"\n")
+            lines.append(b"")  # the last row's newline
+            out.write(b"\n".join(lines))
         elif lines:
-            out.write((b"" if first else b",\n") + b",\n".join(lines))
+            if not first:
+                out.write(b",\n")
+            out.write(b",\n".join(lines))
             first = False
         count += len(batch)
     if fmt == "json":

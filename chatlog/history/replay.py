@@ -23,12 +23,10 @@ import orjson
 
 from chatlog.history.output import terminal_safe
 from chatlog.log.basics import COLUMNS, STORED_TIME_FORMAT
-from chatlog.log.model import StoredMessage, stored_fields
 from chatlog.log.readonly import ReadOnly
-from chatlog.protocol import encode, format_sent
 
 FORMATS: Final = ("text", "jsonl", "wire")
-_ID, _ROOM, _WS, _AUTHOR, _TEXT, _RAW, _SENT = 0, 1, 2, 3, 5, 6, 7
+_ID, _ROOM, _WS, _AUTHOR, _RAW, _SENT = 0, 1, 2, 3, 6, 7
 _KIND, _TARGET, _EDITED, _DELETED = 9, 10, 11, 12
 #: Times of a row besides ``sent_at``, written like it in JSON lines (None stays null).
 _TIMES: Final = (_EDITED, _DELETED)
@@ -185,40 +183,60 @@ class Format:
         return as_datetime(row[_SENT])
 
 
-def _seconds(value: Any) -> str:
-    # SQLite hands back the stored text, whose first 19 characters are the time to the second:
-    # slicing it is several times cheaper than parsing and formatting a datetime per row.
-    if isinstance(value, str) and len(value) >= 19:
-        return value[:19].replace("T", " ")
-    return format_sent(as_datetime(value))
+#: What a text line shows, in this order: the long columns (``raw``, ``message``) stay in the
+#: database instead of becoming a Python string per row that nothing reads.
+TEXT_COLUMNS: Final = (
+    "id",
+    "sent_at",
+    "room",
+    "author",
+    "text",
+    "kind",
+    "target_id",
+    "edited_at",
+    "deleted_at",
+)
 
 
 class TextFormat(Format):
     name = "text"
 
+    def columns(self, reader: ReadOnly) -> str:
+        return ", ".join(TEXT_COLUMNS)
+
+    def sent_at(self, row: Sequence[Any]) -> datetime:
+        return as_datetime(row[1])
+
     def render(self, rows: Sequence[Sequence[Any]]) -> bytes:
         lines = []
-        for r in rows:
-            room, author, text = r[_ROOM], r[_AUTHOR], _shown_text(r)
+        for msg_id, sent, room, author, text, kind, target, edited, deleted in rows:
+            if kind != "chat" or edited is not None or deleted is not None or type(text) is not str:
+                text = _shown_text(text, kind, target, edited, deleted)
             both = room + author + text  # one check for the usual, harmless row
             if not both.isprintable() or "\\" in both:
                 room, author, text = terminal_safe(room), terminal_safe(author), terminal_safe(text)
-            lines.append(f"{r[_ID]} {_seconds(r[_SENT])} [{room}] <{author}> {text}\n")
+            # SQLite hands back the stored text, whose first 19 characters are the time to the
+            # second: slicing it is several times cheaper than formatting a datetime per row.
+            when = sent[:19] if type(sent) is str and len(sent) >= 19 else _seconds(sent)
+            lines.append(f"{msg_id} {when.replace('T', ' ')} [{room}] <{author}> {text}\n")
         return "".join(lines).encode()
 
 
-def _shown_text(r: Sequence[Any]) -> str:
+def _seconds(value: Any) -> str:
+    from chatlog.protocol import format_sent  # a datetime (PostgreSQL); SQLite text is sliced
+
+    return format_sent(as_datetime(value))
+
+
+def _shown_text(text: Any, kind: str, target: Any, edited: Any, deleted: Any) -> str:
     """What the text line says for a row: its text, marked when edited or deleted."""
-    kind, text = r[_KIND], r[_TEXT]
     if kind == "edit":
-        return (
-            f"(edit of {r[_TARGET]}) {text}" if r[_DELETED] is None else f"(edit of {r[_TARGET]})"
-        )
+        return f"(edit of {target}) {text}" if deleted is None else f"(edit of {target})"
     if kind == "delete":
-        return f"(deleted {r[_TARGET]})"
-    if r[_DELETED] is not None:
+        return f"(deleted {target})"
+    if deleted is not None:
         return "(deleted)"
-    return f"{text} (edited)" if r[_EDITED] is not None else str(text)
+    return f"{text} (edited)" if edited is not None else str(text)
 
 
 class JsonlFormat(Format):
@@ -246,7 +264,9 @@ class JsonlFormat(Format):
 
     def render(self, rows: Sequence[Sequence[Any]]) -> bytes:
         if rows and len(rows[0]) <= 2:
-            return b"\n".join([r[-1] for r in rows]) + b"\n"
+            lines = [r[-1] for r in rows]
+            lines.append(b"")  # the last line's newline, without copying the batch again
+            return b"\n".join(lines)
         return b"".join(json_line(r) + b"\n" for r in rows)
 
 
@@ -264,6 +284,10 @@ class WireFormat(Format):
     name = "wire"
 
     def render(self, rows: Sequence[Sequence[Any]]) -> bytes:
+        # The frame builders, only here: text and JSON lines start without them.
+        from chatlog.log.model import StoredMessage, stored_fields
+        from chatlog.protocol import encode
+
         return b"".join(
             encode(
                 StoredMessage(

@@ -45,15 +45,17 @@ def open_log(url: str, *, access: Access = "create", synchronous: str = "FULL") 
 _SQLITE_FILE = "sqlite+aiosqlite:///"
 
 
-def open_reader(url: str) -> LogBackend | SqliteFile:
+def open_reader(url: str, *, inline: bool = False) -> LogBackend | SqliteFile:
     """The log at ``url`` opened read-only for ``chatlog sql`` and ``replay``: a SQLite file
     through :mod:`chatlog.log.sqlite.lite` (the driver alone; no SQLAlchemy to import, which
-    was most of those commands' start-up), anything else as :func:`open_log` opens it."""
+    was most of those commands' start-up), anything else as :func:`open_log` opens it.
+    ``inline``: a SQLite file's reads without a time limit run on the calling thread
+    (:mod:`chatlog.log.sqlite.inline`; for commands that only stream rows out)."""
     path = unquote(url.removeprefix(_SQLITE_FILE))
     if url.startswith(_SQLITE_FILE) and "?" not in url and path not in ("", ":memory:"):
         from chatlog.log.sqlite.lite import SqliteFile
 
-        return SqliteFile(url, path)
+        return SqliteFile(url, path, inline=inline)
     return open_log(url, access="read")
 
 

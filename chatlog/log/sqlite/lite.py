@@ -42,9 +42,11 @@ class SqliteFile:
 
     driver_errors: ClassVar[tuple[type[BaseException], ...]] = (sqlite3.Error,)
 
-    def __init__(self, url: str, path: str) -> None:
+    def __init__(self, url: str, path: str, *, inline: bool = False) -> None:
         self.url = url
         self.path = Path(path)
+        #: Reads without a time limit run on the calling thread (:mod:`.inline`).
+        self.inline = inline
         check_path(self.path, must_exist=True)
 
     @classmethod
@@ -53,11 +55,13 @@ class SqliteFile:
         orig = getattr(exc, "orig", None) or exc
         return orig if isinstance(orig, cls.driver_errors) else None
 
-    async def _connect(self) -> aiosqlite.Connection:
+    def _uri(self) -> str:
         # The same URI as the engine's read-only URL: the path percent-encoded, never created.
-        uri = "file:" + quote(str(self.path), safe="/") + "?mode=ro"
+        return "file:" + quote(str(self.path), safe="/") + "?mode=ro"
+
+    async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(
-            uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            self._uri(), uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
         )
         try:
             for statement in _pragmas():
@@ -87,6 +91,12 @@ class SqliteFile:
     @asynccontextmanager
     async def read_only(self, *, limit_s: float | None = None) -> AsyncIterator[SqliteReadOnly]:
         """One read-only transaction, always rolled back (as ``SqliteBackend.read_only``)."""
+        if self.inline and limit_s is None:
+            from chatlog.log.sqlite.inline import inline_read
+
+            with inline_read(self._uri(), BUSY_TIMEOUT_MS / 1000, _pragmas()) as inline:
+                yield inline
+            return
         conn = await self._connect()
         try:
             await _caps(conn)
