@@ -68,7 +68,10 @@ def make_engine(url: str, *, synchronous: str = "FULL", readonly: bool = False) 
     target: str | URL = url
     if readonly and path is not None:
         target = readonly_url(path)
-    engine = create_async_engine(target, connect_args=connect_args)
+    # No rollback on check-in: every transaction here is SQLAlchemy's own (the BEGIN below)
+    # and ends with it, and an awaited rollback at check-in by a task cancelled at shutdown
+    # logged a CancelledError traceback (test_readme_examples, 2 of 3 clean-clone runs).
+    engine = create_async_engine(target, connect_args=connect_args, pool_reset_on_return=None)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
