@@ -45,6 +45,13 @@ def apply_pragmas(execute: Callable[[str], Any], synchronous: str, *, readonly: 
     execute("PRAGMA foreign_keys=ON")
 
 
+def file_uri(path: Path, *, readonly: bool = True) -> str:
+    """The SQLite ``file:`` URI of ``path`` (open with ``uri=True``): the path percent-encoded,
+    so ``#``, ``?`` and ``%`` in a file name are part of the name; ``mode=ro`` when
+    ``readonly`` (read-only, and never created)."""
+    return "file:" + quote(str(path), safe="/") + ("?mode=ro" if readonly else "")
+
+
 def readonly_url(path: Path) -> URL:
     """The URL that opens ``path`` read-only and never creates it: a SQLite ``file:`` URI
     (``mode=ro``) in which the path is percent-encoded, so ``#``, ``?`` and ``%`` in a file
@@ -53,7 +60,7 @@ def readonly_url(path: Path) -> URL:
 
     return URL.create(
         "sqlite+aiosqlite",
-        database="file:" + quote(str(path), safe="/"),
+        database=file_uri(path, readonly=False),
         query={"mode": "ro", "uri": "true"},
     )
 

@@ -15,12 +15,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import quote
 
 import aiosqlite
 
 from chatlog.log.basics import LogUnavailable
-from chatlog.log.sqlite.engine import BUSY_TIMEOUT_MS, apply_pragmas
+from chatlog.log.sqlite.engine import BUSY_TIMEOUT_MS, apply_pragmas, file_uri
 from chatlog.log.sqlite.readonly import SqliteReadOnly, _Authorizer, _caps
 
 
@@ -56,8 +55,7 @@ class SqliteFile:
         return orig if isinstance(orig, cls.driver_errors) else None
 
     def _uri(self) -> str:
-        # The same URI as the engine's read-only URL: the path percent-encoded, never created.
-        return "file:" + quote(str(self.path), safe="/") + "?mode=ro"
+        return file_uri(self.path)
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(

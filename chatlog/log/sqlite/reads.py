@@ -35,13 +35,12 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
-from urllib.parse import quote
 
 from chatlog.log.basics import COLUMNS, STORED_TIME_FORMAT
 from chatlog.log.model import StoredMessage
 from chatlog.log.queries import MESSAGE_SQL, LogView, stored_tuples
 from chatlog.log.search import TIMES, SearchRequest, SearchRow, statement
-from chatlog.log.sqlite.engine import BUSY_TIMEOUT_MS, apply_pragmas
+from chatlog.log.sqlite.engine import BUSY_TIMEOUT_MS, apply_pragmas, file_uri
 from chatlog.log.sqlite.search import SqliteSearch
 
 T = TypeVar("T")
@@ -108,8 +107,7 @@ class SqliteReads:
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
-        # The path percent-encoded, as the engine's URL has it: `#` or `?` are part of a name.
-        self._uri = "file:" + quote(str(path), safe="/") + ("?mode=ro" if readonly else "")
+        self._uri = file_uri(path, readonly=readonly)
         self._idle: list[_Connection] = []
         self._threads: ThreadPoolExecutor | None = None
         self._closed = False
